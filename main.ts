@@ -1,0 +1,76 @@
+/**
+ * od: SSH-first remote access to fleets of Linux devices. One executable, three roles: relay
+ * (`od serve`), device daemon (`od daemon`) and client (`od pipe`, `od ssh`, `od list` …).
+ * This file picks the command, runs it, and turns a thrown error into one sentence and an exit
+ * code: 0 ok, 1 failure, 2 usage error.
+ */
+import { errorMessage, HelpRequested, OdError } from "./src/cli/errors.ts";
+import { closeHttpClients } from "./src/transport/dial.ts";
+import { VERSION } from "./src/version.ts";
+import { serveCommand } from "./src/relay/command.ts";
+import { adminCommand } from "./src/admin/command.ts";
+import { daemonCommand } from "./src/daemon/command.ts";
+import { listCommand, loginCommand, pipeCommand } from "./src/client/commands.ts";
+
+type Command = (args: string[]) => number | Promise<number>;
+
+const COMMANDS: Record<string, { run: Command; summary: string }> = {
+  serve: { run: serveCommand, summary: "run the relay" },
+  admin: { run: adminCommand, summary: "manage accounts and keys in the relay's data directory" },
+  daemon: { run: daemonCommand, summary: "keep this device reachable through the relay" },
+  login: { run: loginCommand, summary: "store the relay URL and your key" },
+  list: { run: listCommand, summary: "list your devices" },
+  pipe: { run: pipeCommand, summary: "connect stdin/stdout to a service on a device" },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((c) => c.length));
+  const lines = Object.entries(COMMANDS).map(([name, c]) =>
+    `  ${name.padEnd(width)}  ${c.summary}`
+  );
+  return `Usage: od COMMAND [ARGS…]
+
+SSH-first remote access to devices behind NAT, firewalls and proxies.
+
+Commands:
+${lines.join("\n")}
+
+Run od COMMAND --help for a command's options. od --version prints the version.
+`;
+}
+
+async function main(args: string[]): Promise<number> {
+  const [name, ...rest] = args;
+  if (name === undefined || name === "help" || name === "--help" || name === "-h") {
+    (name === undefined ? Deno.stderr : Deno.stdout).writeSync(new TextEncoder().encode(usage()));
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "version") {
+    console.log(`od ${VERSION}`);
+    return 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`od: unknown command "${name}" (see od --help)`);
+    return 2;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    if (err instanceof HelpRequested) {
+      console.log(err.usage.trimEnd());
+      return 0;
+    }
+    if (err instanceof OdError) {
+      console.error(`od: ${err.message}`);
+      return err.exitCode;
+    }
+    console.error(`od: internal error: ${errorMessage(err)}`);
+    if (Deno.env.get("OD_DEBUG")) console.error(err);
+    return 1;
+  } finally {
+    closeHttpClients();
+  }
+}
+
+if (import.meta.main) Deno.exit(await main(Deno.args));

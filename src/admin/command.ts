@@ -1,0 +1,183 @@
+/** `od admin`: manages accounts and keys directly in the data directory, relay running or not. */
+import { parse, str } from "../cli/args.ts";
+import { OdError, UsageError } from "../cli/errors.ts";
+import { ago, iso, printJson, printTable } from "../cli/output.ts";
+import { Store } from "../store/store.ts";
+import { ConflictError } from "../store/accounts.ts";
+import { StoreError } from "../store/db.ts";
+import { KEY_ROLES, type KeyRole } from "../protocol/keys.ts";
+import { idProblem } from "../protocol/names.ts";
+
+const USAGE = `Usage: od admin [--data DIR] COMMAND [--json]
+
+Manages the relay's store directly (works whether or not the relay is running).
+
+Commands:
+  account add NAME                 create an account; prints its client and device keys
+  account list                     list accounts
+  account rm NAME                  delete an account with all its devices and keys
+  key add --account NAME --role client|device|full [--label TEXT]
+                                   add a key; prints it (shown once)
+  key list [--account NAME]        list keys (never their secrets)
+  key revoke ID                    revoke a key; its open tunnels close within seconds
+
+Options:
+  --data DIR   data directory (default ./od-data)
+  --json       print JSON instead of text
+`;
+
+/** Entry point of `od admin`. */
+export function adminCommand(args: string[]): number {
+  const { values, positionals } = parse(args, {
+    data: { type: "string" },
+    json: { type: "boolean" },
+    account: { type: "string" },
+    role: { type: "string" },
+    label: { type: "string" },
+  }, USAGE);
+  const [group, action, ...rest] = positionals;
+  if (!group) throw new UsageError("missing command: account or key (see od admin --help)");
+  const json = values.json === true;
+  let store: Store;
+  try {
+    store = Store.open(str(values, "data", "./od-data")!);
+  } catch (err) {
+    if (err instanceof StoreError) throw new OdError(err.message);
+    throw err;
+  }
+  try {
+    if (group === "account") return account(store, action, rest, json);
+    if (group === "key") return key(store, action, rest, values, json);
+    throw new UsageError(`unknown command "${group}": use account or key`);
+  } catch (err) {
+    if (err instanceof ConflictError) throw new OdError(err.message);
+    throw err;
+  } finally {
+    store.close();
+  }
+}
+
+function one(rest: string[], what: string): string {
+  if (rest.length === 0) throw new UsageError(`missing ${what}`);
+  if (rest.length > 1) throw new UsageError(`unexpected argument "${rest[1]}"`);
+  return rest[0];
+}
+
+function account(store: Store, action: string | undefined, rest: string[], json: boolean): number {
+  switch (action) {
+    case "add": {
+      const name = one(rest, "account NAME");
+      const problem = idProblem(name, "account name");
+      if (problem) throw new UsageError(problem);
+      const created = store.accounts.create(name.toLowerCase());
+      if (json) printJson(created);
+      else {
+        console.log(`Created account "${created.account}". Keys are shown once; keep them safe.`);
+        console.log(`client key: ${created.clientKey}`);
+        console.log(`device key: ${created.deviceKey}`);
+      }
+      return 0;
+    }
+    case "list": {
+      if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
+      const accounts = store.accounts.list();
+      if (json) {
+        printJson(accounts.map((a) => ({
+          account: a.name,
+          devices: a.devices,
+          keys: a.keys,
+          createdAt: iso(a.createdAt),
+        })));
+      } else {
+        printTable(
+          ["ACCOUNT", "DEVICES", "KEYS", "CREATED"],
+          accounts.map((a) => [a.name, String(a.devices), String(a.keys), ago(a.createdAt)]),
+        );
+      }
+      return 0;
+    }
+    case "rm": {
+      const name = one(rest, "account NAME").toLowerCase();
+      if (!store.accounts.remove(name)) throw new OdError(`account "${name}" does not exist`);
+      if (json) printJson({ removed: name });
+      else console.log(`Removed account "${name}" with its devices and keys.`);
+      return 0;
+    }
+    default:
+      throw new UsageError(
+        action ? `unknown account command "${action}"` : "missing account command: add, list or rm",
+      );
+  }
+}
+
+function key(
+  store: Store,
+  action: string | undefined,
+  rest: string[],
+  values: Record<string, unknown>,
+  json: boolean,
+): number {
+  switch (action) {
+    case "add": {
+      if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
+      const account = values.account;
+      const role = values.role;
+      if (typeof account !== "string") throw new UsageError("key add needs --account NAME");
+      if (typeof role !== "string" || !KEY_ROLES.includes(role as KeyRole)) {
+        throw new UsageError(`key add needs --role ${KEY_ROLES.join("|")}`);
+      }
+      const label = typeof values.label === "string" ? values.label.slice(0, 200) : "";
+      const added = store.accounts.addKey(account.toLowerCase(), role as KeyRole, label);
+      if (json) printJson({ id: added.id, account: account.toLowerCase(), role, key: added.key });
+      else {
+        console.log(
+          `Added ${role} key ${added.id} to account "${account.toLowerCase()}" (shown once):`,
+        );
+        console.log(added.key);
+      }
+      return 0;
+    }
+    case "list": {
+      if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
+      const account = typeof values.account === "string" ? values.account.toLowerCase() : undefined;
+      const keys = store.accounts.listKeys(account);
+      if (json) {
+        printJson(keys.map((k) => ({
+          id: k.id,
+          account: k.account,
+          role: k.role,
+          label: k.label,
+          createdAt: iso(k.createdAt),
+          lastUsedAt: iso(k.lastUsedAt),
+          revokedAt: iso(k.revokedAt),
+        })));
+      } else {
+        printTable(
+          ["ID", "ACCOUNT", "ROLE", "STATE", "LAST USED", "LABEL"],
+          keys.map((k) => [
+            k.id,
+            k.account,
+            k.role,
+            k.revokedAt === null ? "active" : "revoked",
+            ago(k.lastUsedAt),
+            k.label,
+          ]),
+        );
+      }
+      return 0;
+    }
+    case "revoke": {
+      const id = one(rest, "key ID");
+      if (!store.accounts.revokeKey(id)) {
+        throw new OdError(`no active key "${id}" (see od admin key list)`);
+      }
+      if (json) printJson({ revoked: id });
+      else console.log(`Revoked key ${id}.`);
+      return 0;
+    }
+    default:
+      throw new UsageError(
+        action ? `unknown key command "${action}"` : "missing key command: add, list or revoke",
+      );
+  }
+}

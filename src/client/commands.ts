@@ -1,0 +1,130 @@
+/** Client commands of the tunnel core: `od login`, `od pipe`, `od list`. */
+import { expectPositionals, parse, str } from "../cli/args.ts";
+import { OdError, UsageError } from "../cli/errors.ts";
+import { ago, printJson, printTable } from "../cli/output.ts";
+import { parseDeviceRef, serviceProblem } from "../protocol/names.ts";
+import { callApi, RelayError } from "../transport/dial.ts";
+import {
+  clientTarget,
+  loadClientConfig,
+  normalizeRelayUrl,
+  readCa,
+  saveClientConfig,
+} from "./config.ts";
+import { runPipe, stdio } from "./pipe.ts";
+
+const LOGIN_USAGE = `Usage: od login --relay URL --key KEY [--ca FILE]
+
+Checks the key with the relay and stores both in the config directory
+($OD_CONFIG_DIR, else $XDG_CONFIG_HOME/od, else ~/.config/od) with mode 0600.
+OD_RELAY, OD_KEY and OD_CA override the stored values for one command.
+`;
+
+/** Turns a relay refusal into the user's one sentence. */
+export function relayFailure(err: unknown): never {
+  if (err instanceof RelayError) throw new OdError(err.message, { cause: err });
+  throw err;
+}
+
+/** Entry point of `od login`. */
+export async function loginCommand(args: string[]): Promise<number> {
+  const { values } = parse(
+    args,
+    {
+      relay: { type: "string" },
+      key: { type: "string" },
+      ca: { type: "string" },
+    },
+    LOGIN_USAGE,
+    { positionals: false },
+  );
+  const relay = str(values, "relay");
+  const key = str(values, "key");
+  if (!relay || !key) throw new UsageError("od login needs --relay URL and --key KEY");
+  const caFile = str(values, "ca");
+  const config = { relay: normalizeRelayUrl(relay), key, ca: caFile ? readCa(caFile) : undefined };
+  const who = await callApi(clientTarget(config), "GET", "/v1/whoami").catch(relayFailure) as {
+    account: string;
+    keyId: string;
+    role: string;
+  };
+  if (who.role === "device") {
+    throw new OdError("that is a device key; od login needs a client or full key");
+  }
+  const path = saveClientConfig(config);
+  console.log(
+    `Logged in to ${config.relay} as account "${who.account}" (${who.role} key ${who.keyId}); ` +
+      `saved in ${path}`,
+  );
+  return 0;
+}
+
+const PIPE_USAGE = `Usage: od pipe DEV SERVICE
+
+Connects stdin and stdout to SERVICE on device DEV (DEV or ACCOUNT.DEV). This is the
+ProxyCommand behind od ssh: ssh -o ProxyCommand='od pipe %n ssh' …
+`;
+
+/** Entry point of `od pipe`. */
+export async function pipeCommand(args: string[]): Promise<number> {
+  const { positionals } = parse(args, {}, PIPE_USAGE);
+  const [device, service] = expectPositionals(positionals, ["DEV", "SERVICE"]);
+  try {
+    parseDeviceRef(device);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (serviceProblem(service)) throw new UsageError(serviceProblem(service)!);
+  const config = loadClientConfig();
+  await runPipe({ target: clientTarget(config), device, service, io: stdio() })
+    .catch(relayFailure);
+  return 0;
+}
+
+const LIST_USAGE = `Usage: od list [--json] [--state online|offline]
+
+Lists the devices of your account: id, state, when last seen.
+`;
+
+/** A device as GET /v1/devices returns it. */
+interface ListedDevice {
+  id: string;
+  account: string;
+  state: string;
+  lastSeen: string | null;
+  ip: string | null;
+  version: string | null;
+  parent: string | null;
+}
+
+/** Entry point of `od list`. */
+export async function listCommand(args: string[]): Promise<number> {
+  const { values, positionals } = parse(args, {
+    json: { type: "boolean" },
+    state: { type: "string" },
+  }, LIST_USAGE);
+  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
+  const state = str(values, "state");
+  if (state !== undefined && state !== "online" && state !== "offline") {
+    throw new UsageError("--state must be online or offline");
+  }
+  const config = loadClientConfig();
+  const devices = (await callApi(clientTarget(config), "GET", "/v1/devices")
+    .catch(relayFailure) as ListedDevice[])
+    .filter((d) => state === undefined || d.state === state);
+  if (values.json) {
+    printJson(devices);
+    return 0;
+  }
+  printTable(
+    ["DEVICE", "STATE", "LAST SEEN", "VERSION", "PARENT"],
+    devices.map((d) => [
+      d.id,
+      d.state,
+      d.state === "online" ? "now" : ago(d.lastSeen ? Date.parse(d.lastSeen) : null),
+      d.version ?? "",
+      d.parent ?? "",
+    ]),
+  );
+  return 0;
+}

@@ -1,0 +1,104 @@
+/**
+ * `od pipe DEV SERVICE`: bridges stdin/stdout to a service on a device. This is what ssh runs as
+ * its ProxyCommand, so it stays silent on success and says one sentence on failure.
+ */
+import { CLIENT_STREAM, decodeFrame, encodePing, FrameType, ResetCode } from "../protocol/frame.ts";
+import { dialLink, type RelayTarget } from "../transport/dial.ts";
+import { CloseCode, type WebSocketLink } from "../transport/link.ts";
+import { type ByteIO, StreamEnd } from "../transport/stream.ts";
+import { OdError } from "../cli/errors.ts";
+
+/** Options for a pipe. */
+export interface PipeOptions {
+  target: RelayTarget;
+  device: string;
+  service: string;
+  io: ByteIO;
+  /** Seconds between keepalive pings on the tunnel. */
+  keepalive?: number;
+}
+
+/** stdin and stdout as a ByteIO; closing the write side closes stdout so the reader sees EOF. */
+export function stdio(): ByteIO {
+  return {
+    read: (p) => Deno.stdin.read(p),
+    write: (p) => Deno.stdout.write(p),
+    closeWrite: () => {
+      try {
+        Deno.stdout.close();
+      } catch {
+        // already closed
+      }
+    },
+    close: () => {
+      for (const f of [Deno.stdin, Deno.stdout]) {
+        try {
+          f.close();
+        } catch {
+          // already closed
+        }
+      }
+    },
+  };
+}
+
+/** Opens the tunnel and waits for the device's answer; throws OdError with the reason. */
+export async function openTunnel(
+  target: RelayTarget,
+  device: string,
+  service: string,
+): Promise<WebSocketLink> {
+  const link = await dialLink(target, "/v1/tunnel", { device, service });
+  const answer = await new Promise<{ ok: true } | { ok: false; reason: string }>((resolve) => {
+    link.onFrame = (raw) => {
+      const frame = decodeFrame(raw);
+      if (frame.type === FrameType.OPENED) resolve({ ok: true });
+      else if (frame.type === FrameType.RESET) resolve({ ok: false, reason: frame.reason });
+    };
+    link.onClose = (code, reason) => {
+      resolve({ ok: false, reason: reason || `the relay closed the tunnel (code ${code})` });
+    };
+  });
+  if (!answer.ok) {
+    link.close();
+    throw new OdError(`cannot open ${service} on "${device}": ${answer.reason}`);
+  }
+  return link;
+}
+
+/** Runs a pipe to completion; resolves when both directions have ended. */
+export async function runPipe(options: PipeOptions): Promise<void> {
+  const link = await openTunnel(options.target, options.device, options.service);
+  const stream = new StreamEnd({ id: CLIENT_STREAM, send: (f) => link.send(f), io: options.io });
+  let lastFrameAt = Date.now();
+  let closedBy: string | null = null;
+  link.onFrame = (raw) => {
+    lastFrameAt = Date.now();
+    const frame = decodeFrame(raw);
+    if (frame.type === FrameType.PING) link.send(encodePing(FrameType.PONG, frame.nonce));
+    else if (frame.type !== FrameType.PONG) stream.handle(frame);
+  };
+  link.onClose = (code, reason) => {
+    if (!stream.finished) {
+      closedBy = reason || `the relay closed the tunnel (code ${code})`;
+      stream.reset(ResetCode.CANCELLED, closedBy);
+    }
+  };
+  const keepaliveMs = (options.keepalive ?? 15) * 1000;
+  const pinger = setInterval(() => {
+    if (Date.now() - lastFrameAt > 3 * keepaliveMs) {
+      link.close(CloseCode.TIMEOUT, "the relay stopped answering");
+    } else {
+      link.send(encodePing(FrameType.PING, crypto.getRandomValues(new Uint8Array(8))));
+    }
+  }, keepaliveMs);
+  stream.start();
+  const ending = await stream.done;
+  clearInterval(pinger);
+  link.close(CloseCode.NORMAL, "done");
+  await link.flushed(); // the last frames (our EOF) reach the relay before the process exits
+  if (ending && !ending.local) {
+    throw new OdError(`tunnel to "${options.device}" was reset: ${ending.reason}`);
+  }
+  if (ending && closedBy) throw new OdError(`tunnel to "${options.device}" closed: ${closedBy}`);
+}

@@ -1,0 +1,74 @@
+/** `od daemon`: runs the device side in the foreground until SIGINT or SIGTERM. */
+import { list, parse, str } from "../cli/args.ts";
+import { UsageError } from "../cli/errors.ts";
+import { log } from "../cli/log.ts";
+import { idProblem } from "../protocol/names.ts";
+import { normalizeRelayUrl, readCa } from "../client/config.ts";
+import { defaultStateDir } from "./state.ts";
+import { parseServiceOptions } from "./services.ts";
+import { runDaemon } from "./daemon.ts";
+
+const USAGE = `Usage: od daemon [--relay URL] [--key KEY] [--id ID] [--state DIR]
+                 [--service NAME=HOST:PORT]... [--host-key FILE]... [--ca FILE]
+
+Keeps this device reachable through the relay. The first run enrols with the account's device
+key and stores the device's own credential in the state directory (mode 0600); later runs need
+only --state. Options given on a later run replace the stored ones.
+
+Options:
+  --relay URL                 the relay, e.g. https://relay.example.com
+  --key KEY                   the account's device key (first run only)
+  --id ID                     ask for this device ID instead of a random one
+  --state DIR                 state directory (default $OD_STATE_DIR, /var/lib/od as root,
+                              else $XDG_STATE_HOME/od)
+  --service NAME=HOST:PORT    expose a service; repeatable. Also NAME=PORT, NAME=unix:/path.
+                              Default: ssh=127.0.0.1:22. Only the services named are reachable.
+  --host-key FILE             sshd host public key to report; repeatable
+                              (default /etc/ssh/ssh_host_*_key.pub)
+  --ca FILE                   trust this CA certificate for the relay's TLS
+  --keepalive SECONDS         ping interval; the relay is dead after 3 silent ones (default 15)
+`;
+
+/** Entry point of `od daemon`. */
+export async function daemonCommand(args: string[]): Promise<number> {
+  const { values } = parse(
+    args,
+    {
+      relay: { type: "string" },
+      key: { type: "string" },
+      id: { type: "string" },
+      state: { type: "string" },
+      service: { type: "string", multiple: true },
+      "host-key": { type: "string", multiple: true },
+      ca: { type: "string" },
+      keepalive: { type: "string" },
+    },
+    USAGE,
+    { positionals: false },
+  );
+  const id = str(values, "id");
+  if (id !== undefined && idProblem(id)) throw new UsageError(idProblem(id)!);
+  const keepalive = values.keepalive === undefined ? undefined : Number(values.keepalive);
+  if (keepalive !== undefined && !(keepalive >= 1 && keepalive <= 3600)) {
+    throw new UsageError("--keepalive must be 1 to 3600 seconds");
+  }
+  const relay = str(values, "relay");
+  const caFile = str(values, "ca") ?? Deno.env.get("OD_CA");
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  await runDaemon({
+    stateDir: str(values, "state") ?? defaultStateDir(),
+    relay: relay === undefined ? undefined : normalizeRelayUrl(relay),
+    key: str(values, "key"),
+    id,
+    ca: caFile ? readCa(caFile) : undefined,
+    services: parseServiceOptions(list(values, "service")),
+    hostKeyFiles: list(values, "host-key"),
+    keepalive,
+    signal: controller.signal,
+  });
+  log.info("daemon stopped");
+  return 0;
+}

@@ -1,0 +1,56 @@
+/**
+ * CONTROL messages: JSON objects with a `t` field, on stream 0 of a device link.
+ *
+ *   relay → daemon  {t:"hello", device, account}          after the link is up
+ *   daemon → relay  {t:"info", version, services, hostKeys, hostname}
+ *
+ * Parsers here validate and bound everything a peer controls; unknown fields are ignored and
+ * unknown `t` values are skipped by receivers, so either side can add messages.
+ */
+import { ProtocolError } from "./frame.ts";
+import { serviceProblem } from "./names.ts";
+
+/** What a daemon reports about itself. */
+export interface DeviceInfo {
+  version: string;
+  services: string[];
+  hostKeys: string[];
+  hostname: string;
+}
+
+const MAX_SERVICES = 64;
+const MAX_HOST_KEYS = 16;
+const MAX_HOST_KEY = 16 * 1024; // an RSA-16384 public key line is under 3 KiB
+const HOST_KEY_RE =
+  /^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-[a-z0-9@.-]+) [A-Za-z0-9+/=]+$/;
+
+function boundedString(value: unknown, field: string, max: number): string {
+  if (typeof value !== "string" || value.length > max) {
+    throw new ProtocolError(`Malformed info message: ${field} must be a string of at most ${max}`);
+  }
+  return value;
+}
+
+function stringList(value: unknown, field: string, max: number): string[] {
+  if (!Array.isArray(value) || value.length > max) {
+    throw new ProtocolError(`Malformed info message: ${field} must be a list of at most ${max}`);
+  }
+  return value.map((v) => boundedString(v, field, MAX_HOST_KEY));
+}
+
+/** Validates a daemon's `info` message. */
+export function parseInfo(message: Record<string, unknown>): DeviceInfo {
+  const services = stringList(message.services, "services", MAX_SERVICES);
+  for (const s of services) {
+    if (serviceProblem(s)) throw new ProtocolError(`Malformed info message: ${serviceProblem(s)}`);
+  }
+  const hostKeys = stringList(message.hostKeys ?? [], "hostKeys", MAX_HOST_KEYS)
+    .map((k) => k.trim().split(/\s+/).slice(0, 2).join(" "))
+    .filter((k) => HOST_KEY_RE.test(k));
+  return {
+    version: boundedString(message.version, "version", 64),
+    services,
+    hostKeys,
+    hostname: boundedString(message.hostname ?? "", "hostname", 255),
+  };
+}

@@ -1,0 +1,79 @@
+/** Who is calling: turns a request's bearer secret into an account key or a device. */
+import type { Store } from "../store/store.ts";
+import type { KeyInfo } from "../store/accounts.ts";
+import type { DeviceRecord } from "../store/devices.ts";
+import { hashSecret, type KeyRole, secretKind } from "../protocol/keys.ts";
+import { bearer, HttpError } from "./http.ts";
+import type { FailureLimiter } from "./ratelimit.ts";
+
+const TOUCH_INTERVAL_MS = 60_000; // last_used_at is for people; once a minute is precise enough
+
+/** Authentication against the store, throttled per address. */
+export class Authenticator {
+  #store: Store;
+  #limiter: FailureLimiter;
+  #touched = new Map<string, number>();
+
+  constructor(store: Store, limiter: FailureLimiter) {
+    this.#store = store;
+    this.#limiter = limiter;
+  }
+
+  #throttle(addr: string): void {
+    const wait = this.#limiter.retryAfter(addr);
+    if (wait > 0) {
+      throw new HttpError(429, `too many failed authentication attempts; retry in ${wait} s`, {
+        "retry-after": String(wait),
+      });
+    }
+  }
+
+  #fail(addr: string, status: number, message: string): never {
+    this.#limiter.fail(addr);
+    throw new HttpError(status, message);
+  }
+
+  /** The account key presented, if its role is one of `roles`; 401/403/429 otherwise. */
+  key(req: Request, addr: string, roles: KeyRole[]): KeyInfo {
+    this.#throttle(addr);
+    const secret = bearer(req);
+    if (!secret) this.#fail(addr, 401, "no key given: log in with od login or set OD_KEY");
+    const kind = secretKind(secret);
+    if (kind === null) this.#fail(addr, 401, "the key is not an od key");
+    if (kind === "cred") {
+      this.#fail(addr, 403, "a device credential cannot be used as an account key");
+    }
+    const key = this.#store.accounts.findKey(secret);
+    if (!key) this.#fail(addr, 401, "the key is not valid on this relay");
+    if (key.revokedAt !== null) this.#fail(addr, 401, `key ${key.id} has been revoked`);
+    if (!roles.includes(key.role)) {
+      throw new HttpError(
+        403,
+        `a ${key.role} key cannot do this; it needs a ${roles.join(" or ")} key`,
+      );
+    }
+    this.#touch(key.id);
+    return key;
+  }
+
+  /** The device whose credential is presented; 401/429 otherwise. */
+  device(req: Request, addr: string): DeviceRecord {
+    this.#throttle(addr);
+    const secret = bearer(req);
+    if (!secret || secretKind(secret) !== "cred") {
+      this.#fail(addr, 401, "no device credential given");
+    }
+    const device = this.#store.devices.byCredential(hashSecret(secret));
+    if (!device) {
+      this.#fail(addr, 401, "the device credential is not known to this relay (device removed?)");
+    }
+    return device;
+  }
+
+  #touch(id: string): void {
+    const now = Date.now();
+    if ((this.#touched.get(id) ?? 0) + TOUCH_INTERVAL_MS > now) return;
+    this.#touched.set(id, now);
+    this.#store.accounts.touchKey(id, now);
+  }
+}

@@ -1,0 +1,107 @@
+/** `od serve`: runs the relay in the foreground until SIGINT or SIGTERM. */
+import { parse, str } from "../cli/args.ts";
+import { OdError, UsageError } from "../cli/errors.ts";
+import { log } from "../cli/log.ts";
+import { Store } from "../store/store.ts";
+import { StoreError } from "../store/db.ts";
+import { VERSION } from "../version.ts";
+import { runRelay } from "./server.ts";
+
+const USAGE = `Usage: od serve [--listen HOST:PORT] [--data DIR] [--tls-cert FILE --tls-key FILE]
+                [--public-url URL] [--init]
+
+Runs the relay: the API and the WebSockets of devices and clients on one port.
+
+Options:
+  --listen HOST:PORT   address to listen on (default 127.0.0.1:8080; port 0 picks a free one)
+  --data DIR           data directory holding the SQLite store (default ./od-data)
+  --tls-cert FILE      PEM certificate chain: serve HTTPS/WSS directly
+  --tls-key FILE       PEM private key for --tls-cert
+  --public-url URL     the URL devices and clients use, when it differs (reverse proxy)
+  --init               if the store has no account yet, create "default" and print its keys
+                       and the commands that attach a device and connect to it
+`;
+
+/** Parses HOST:PORT, [V6]:PORT or :PORT. */
+export function parseListen(value: string): { hostname: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]*)):(\d{1,5})$/.exec(value);
+  const port = m ? Number(m[3]) : NaN;
+  if (!m || port > 65535) throw new UsageError(`--listen "${value}" must be HOST:PORT`);
+  return { hostname: m[1] ?? (m[2] || "0.0.0.0"), port };
+}
+
+function readPem(path: string, what: string): string {
+  try {
+    return Deno.readTextFileSync(path);
+  } catch (err) {
+    throw new OdError(`cannot read ${what} ${path}: ${(err as Error).message}`);
+  }
+}
+
+/** Entry point of `od serve`. */
+export async function serveCommand(args: string[]): Promise<number> {
+  const { values } = parse(
+    args,
+    {
+      listen: { type: "string" },
+      data: { type: "string" },
+      "tls-cert": { type: "string" },
+      "tls-key": { type: "string" },
+      "public-url": { type: "string" },
+      init: { type: "boolean" },
+    },
+    USAGE,
+    { positionals: false },
+  );
+  const { hostname, port } = parseListen(str(values, "listen", "127.0.0.1:8080")!);
+  const dataDir = str(values, "data", "./od-data")!;
+  const certFile = str(values, "tls-cert");
+  const keyFile = str(values, "tls-key");
+  if (!!certFile !== !!keyFile) throw new UsageError("--tls-cert and --tls-key go together");
+  const tls = certFile && keyFile
+    ? { cert: readPem(certFile, "TLS certificate"), key: readPem(keyFile, "TLS key") }
+    : undefined;
+
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  let relay;
+  try {
+    relay = await runRelay({ hostname, port, dataDir, tls, signal: controller.signal });
+  } catch (err) {
+    if (err instanceof StoreError) throw new OdError(err.message);
+    if (err instanceof Deno.errors.AddrInUse) {
+      throw new OdError(`cannot listen on ${hostname}:${port}: the address is already in use`);
+    }
+    if (err instanceof Error && /certificate|private key|pem/i.test(err.message)) {
+      throw new OdError(`cannot start TLS: ${err.message}`);
+    }
+    throw err;
+  }
+  const publicUrl = str(values, "public-url") ?? relay.url;
+  log.info("relay listening", { url: relay.url, data: dataDir, version: VERSION });
+  if (values.init) printFirstRun(dataDir, publicUrl);
+  await relay.finished;
+  log.info("relay stopped");
+  return 0;
+}
+
+function printFirstRun(dataDir: string, url: string): void {
+  using store = Store.open(dataDir);
+  if (store.accounts.list().length > 0) return;
+  const created = store.accounts.create("default");
+  console.log(`
+Created account "default". These keys are shown once; keep them somewhere safe.
+  client key: ${created.clientKey}
+  device key: ${created.deviceKey}
+
+Attach a device (on the device, with sshd running):
+  od daemon --relay ${url} --key ${created.deviceKey}
+
+Connect from your machine:
+  od login --relay ${url} --key ${created.clientKey}
+  od list
+  od ssh root@DEVICE
+`);
+}

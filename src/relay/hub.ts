@@ -1,0 +1,71 @@
+/**
+ * The relay's live state: which devices are connected and which tunnels are open. A device
+ * that connects again replaces its old link (a restarted daemon whose old TCP connection the
+ * relay has not noticed dying yet).
+ */
+import { ResetCode } from "../protocol/frame.ts";
+import { CloseCode } from "../transport/link.ts";
+import type { DeviceSession } from "./device_session.ts";
+import type { RelayStream } from "./tunnel.ts";
+
+/** Connected devices and open tunnels. */
+export class Hub {
+  #devices = new Map<number, DeviceSession>(); // by device row id
+  #tunnels = new Set<RelayStream>();
+
+  /** The session of a device, if it is online. */
+  get(rowid: number): DeviceSession | undefined {
+    return this.#devices.get(rowid);
+  }
+
+  /** Registers a new session, closing any older one of the same device. */
+  attach(session: DeviceSession): void {
+    const old = this.#devices.get(session.record.rowid);
+    this.#devices.set(session.record.rowid, session);
+    old?.link.close(CloseCode.REPLACED, "the device connected again");
+  }
+
+  /** Forgets a session if it is still the current one; true if it was. */
+  detach(session: DeviceSession): boolean {
+    if (this.#devices.get(session.record.rowid) !== session) return false;
+    this.#devices.delete(session.record.rowid);
+    return true;
+  }
+
+  /** All connected device sessions. */
+  sessions(): IterableIterator<DeviceSession> {
+    return this.#devices.values();
+  }
+
+  /** Number of connected devices. */
+  get deviceCount(): number {
+    return this.#devices.size;
+  }
+
+  /** Tracks a tunnel until it ends. */
+  addTunnel(tunnel: RelayStream): void {
+    this.#tunnels.add(tunnel);
+  }
+
+  /** Forgets an ended tunnel. */
+  removeTunnel(tunnel: RelayStream): void {
+    this.#tunnels.delete(tunnel);
+  }
+
+  /** Number of open tunnels. */
+  get tunnelCount(): number {
+    return this.#tunnels.size;
+  }
+
+  /** Closes every tunnel opened with one of `keyIds`; returns how many were closed. */
+  closeTunnelsOfKeys(keyIds: Set<string>, reason: string): number {
+    let n = 0;
+    for (const t of [...this.#tunnels]) {
+      if (keyIds.has(t.info.keyId)) {
+        t.reset(ResetCode.REFUSED, reason);
+        n++;
+      }
+    }
+    return n;
+  }
+}

@@ -1,0 +1,160 @@
+/** Enrolled devices: identity, credential hash and what they last reported. */
+import type { DatabaseSync } from "node:sqlite";
+import { randomBytes } from "node:crypto";
+import { transaction } from "./db.ts";
+import { ConflictError } from "./accounts.ts";
+
+/** A device as stored. */
+export interface DeviceRecord {
+  rowid: number;
+  accountId: number;
+  account: string;
+  name: string;
+  parent: string | null;
+  createdAt: number;
+  lastSeen: number | null;
+  lastIp: string | null;
+  version: string | null;
+  services: string[];
+  hostKeys: string[];
+}
+
+/** What enrolling needs to know. */
+export interface EnrollRequest {
+  accountId: number;
+  /** The id asked for with `--id`, or null for a random one. */
+  name: string | null;
+  credentialHash: Uint8Array;
+  enrolledBy: string;
+  parent?: string | null;
+}
+
+interface DeviceRow {
+  id: number;
+  account_id: number;
+  account: string;
+  name: string;
+  parent: string | null;
+  created_at: number;
+  last_seen: number | null;
+  last_ip: string | null;
+  version: string | null;
+  services: string;
+  host_keys: string;
+}
+
+const SELECT = `SELECT d.id, d.account_id, a.name AS account, d.name, d.parent, d.created_at,
+  d.last_seen, d.last_ip, d.version, d.services, d.host_keys
+  FROM devices d JOIN accounts a ON a.id = d.account_id`;
+
+const ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"; // no l, o, 0, 1: ids are read aloud
+const RANDOM_ID_LENGTH = 10; // 32^10 ≈ 10^15: collisions within an account are negligible
+
+/** A random device id such as `k7m2xq9d4a`. */
+export function randomDeviceId(): string {
+  const bytes = randomBytes(RANDOM_ID_LENGTH);
+  return Array.from(bytes, (b) => ID_ALPHABET[b % ID_ALPHABET.length]).join("");
+}
+
+function parseList(json: string): string[] {
+  try {
+    const value = JSON.parse(json);
+    return Array.isArray(value) ? value.filter((v) => typeof v === "string") : [];
+  } catch {
+    return [];
+  }
+}
+
+function toDevice(row: DeviceRow): DeviceRecord {
+  return {
+    rowid: row.id,
+    accountId: row.account_id,
+    account: row.account,
+    name: row.name,
+    parent: row.parent,
+    createdAt: row.created_at,
+    lastSeen: row.last_seen,
+    lastIp: row.last_ip,
+    version: row.version,
+    services: parseList(row.services),
+    hostKeys: parseList(row.host_keys),
+  };
+}
+
+/** Queries on devices. */
+export class Devices {
+  #db: DatabaseSync;
+  constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /**
+   * Enrolls a device, or returns the one already enrolled with this credential: a daemon that
+   * was killed after enrolling but before saving the answer simply asks again.
+   */
+  enroll(req: EnrollRequest, now = Date.now()): { device: DeviceRecord; created: boolean } {
+    return transaction(this.#db, () => {
+      const existing = this.byCredential(req.credentialHash);
+      if (existing) {
+        if (existing.accountId !== req.accountId) {
+          throw new ConflictError("that device credential belongs to another account");
+        }
+        return { device: existing, created: false };
+      }
+      let name = req.name;
+      if (name !== null && this.get(req.accountId, name)) {
+        throw new ConflictError(`device "${name}" already exists in this account`);
+      }
+      while (name === null || this.get(req.accountId, name)) name = randomDeviceId();
+      this.#db.prepare(
+        `INSERT INTO devices (account_id, name, credential_hash, enrolled_by, parent, created_at)
+         VALUES (?, ?, ?, ?, ?, ?)`,
+      ).run(req.accountId, name, req.credentialHash, req.enrolledBy, req.parent ?? null, now);
+      return { device: this.get(req.accountId, name)!, created: true };
+    });
+  }
+
+  /** The device holding a credential, or null. */
+  byCredential(hash: Uint8Array): DeviceRecord | null {
+    const row = this.#db.prepare(`${SELECT} WHERE d.credential_hash = ?`).get(hash) as
+      | DeviceRow
+      | undefined;
+    return row ? toDevice(row) : null;
+  }
+
+  /** A device by account and id, or null. */
+  get(accountId: number, name: string): DeviceRecord | null {
+    const row = this.#db.prepare(`${SELECT} WHERE d.account_id = ? AND d.name = ?`).get(
+      accountId,
+      name,
+    ) as DeviceRow | undefined;
+    return row ? toDevice(row) : null;
+  }
+
+  /** All devices of an account, by id. */
+  list(accountId: number): DeviceRecord[] {
+    const rows = this.#db.prepare(`${SELECT} WHERE d.account_id = ? ORDER BY d.name`).all(
+      accountId,
+    ) as unknown as DeviceRow[];
+    return rows.map(toDevice);
+  }
+
+  /** Number of devices in all accounts. */
+  count(): number {
+    return (this.#db.prepare("SELECT count(*) AS n FROM devices").get() as { n: number }).n;
+  }
+
+  /** Records a connection or its end: when, from where, which od version. */
+  markSeen(rowid: number, seen: { at: number; ip?: string; version?: string }): void {
+    this.#db.prepare(
+      `UPDATE devices SET last_seen = ?, last_ip = coalesce(?, last_ip),
+       version = coalesce(?, version) WHERE id = ?`,
+    ).run(seen.at, seen.ip ?? null, seen.version ?? null, rowid);
+  }
+
+  /** Stores what the daemon reported about itself. */
+  setInfo(rowid: number, info: { services: string[]; hostKeys: string[]; version: string }) {
+    this.#db.prepare("UPDATE devices SET services = ?, host_keys = ?, version = ? WHERE id = ?")
+      .run(JSON.stringify(info.services), JSON.stringify(info.hostKeys), info.version, rowid);
+  }
+}

@@ -1,0 +1,43 @@
+/** The relay's store: one SQLite file with accounts, keys and devices. */
+import type { DatabaseSync } from "node:sqlite";
+import { integrityCheck, openDatabase } from "./db.ts";
+import { Accounts } from "./accounts.ts";
+import { Devices } from "./devices.ts";
+
+/** An open store; close it when done. */
+export class Store {
+  readonly accounts: Accounts;
+  readonly devices: Devices;
+  readonly #db: DatabaseSync;
+
+  private constructor(db: DatabaseSync) {
+    this.#db = db;
+    this.accounts = new Accounts(db);
+    this.devices = new Devices(db);
+  }
+
+  /** Opens the store in `dataDir`, creating and migrating it as needed. */
+  static open(dataDir: string): Store {
+    return new Store(openDatabase(dataDir));
+  }
+
+  /** "ok" when SQLite finds the file sound. */
+  integrity(): string {
+    return integrityCheck(this.#db);
+  }
+
+  /** Changes whenever another connection (such as `od admin`) commits to the file. */
+  dataVersion(): number {
+    return (this.#db.prepare("PRAGMA data_version").get() as { data_version: number })
+      .data_version;
+  }
+
+  /** Closes the database. */
+  close(): void {
+    if (this.#db.isOpen) this.#db.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+}

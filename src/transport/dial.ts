@@ -1,0 +1,189 @@
+/**
+ * Reaching the relay from a daemon or client: API calls with fetch and links with WebSocket,
+ * both trusting an optional private CA and honouring HTTPS_PROXY/NO_PROXY as Deno does.
+ *
+ * A browser-style WebSocket reports a refused upgrade only as "Invalid status code: 401". To
+ * give the user the relay's own sentence, a failed upgrade is followed by one plain GET to the
+ * same URL with the same credentials; the relay runs the same checks and answers with the
+ * reason as JSON (and Retry-After when throttling).
+ */
+import { SUBPROTOCOL } from "../protocol/frame.ts";
+import { WebSocketLink } from "./link.ts";
+
+/** Where the relay is and how to talk to it. */
+export interface RelayTarget {
+  /** Base URL, http(s)://host:port. */
+  url: string;
+  /** Bearer secret: an account key or a device credential. */
+  secret: string;
+  /** PEM text of a CA to trust in addition to the system's. */
+  ca?: string;
+}
+
+/** A refusal or failure reaching the relay, with the relay's sentence when it gave one. */
+export class RelayError extends Error {
+  override name = "RelayError";
+  constructor(
+    message: string,
+    /** HTTP status, or 0 when the relay could not be reached at all. */
+    readonly status: number,
+    /** Seconds the relay asked us to wait (429 and some 503s). */
+    readonly retryAfter: number | null = null,
+  ) {
+    super(message);
+  }
+}
+
+const HANDSHAKE_TIMEOUT_MS = 15_000; // a relay that takes longer is unreachable for practical use
+const clients = new Map<string, Deno.HttpClient>();
+
+/** The HTTP client trusting `ca`, shared per CA; undefined for the system roots only. */
+function httpClient(ca?: string): Deno.HttpClient | undefined {
+  if (!ca) return undefined;
+  let client = clients.get(ca);
+  if (!client) {
+    client = Deno.createHttpClient({ caCerts: [ca] });
+    clients.set(ca, client);
+  }
+  return client;
+}
+
+/** Closes the shared HTTP clients so a finished process leaves no resources open. */
+export function closeHttpClients(): void {
+  for (const c of clients.values()) c.close();
+  clients.clear();
+}
+
+function headers(target: RelayTarget): Record<string, string> {
+  return { authorization: `Bearer ${target.secret}`, "x-od-protocol": SUBPROTOCOL };
+}
+
+function unreachable(target: RelayTarget, err: unknown): RelayError {
+  const detail = err instanceof Error ? err.message : String(err);
+  const cause = /refused/i.test(detail)
+    ? "connection refused"
+    : /certificate|UnknownIssuer|tls|handshake/i.test(detail)
+    ? `TLS failed (${detail.replace(/^.*?: /, "")}); pass the relay's CA with --ca or OD_CA`
+    : /dns|lookup|resolve/i.test(detail)
+    ? "host name not found"
+    : detail;
+  return new RelayError(`cannot reach relay at ${target.url}: ${cause}`, 0);
+}
+
+/** Calls a JSON API endpoint; resolves to the parsed body or throws RelayError. */
+export async function callApi(
+  target: RelayTarget,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<unknown> {
+  let res: Response;
+  try {
+    res = await fetch(new URL(path, target.url), {
+      method,
+      headers: {
+        ...headers(target),
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      client: httpClient(target.ca),
+      signal: AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS),
+    });
+  } catch (err) {
+    throw unreachable(target, err);
+  }
+  const text = await res.text();
+  let parsed: unknown = null;
+  try {
+    parsed = text === "" ? null : JSON.parse(text);
+  } catch {
+    // not JSON: a proxy or another server answered
+  }
+  if (!res.ok) throw refusal(target, res, parsed, text);
+  return parsed;
+}
+
+function refusal(target: RelayTarget, res: Response, parsed: unknown, text: string): RelayError {
+  const retry = Number(res.headers.get("retry-after"));
+  const message = parsed && typeof parsed === "object" && "error" in parsed &&
+      typeof parsed.error === "string"
+    ? parsed.error
+    : `relay at ${target.url} answered HTTP ${res.status}${
+      text ? `: ${text.slice(0, 100).trim()}` : ""
+    }`;
+  return new RelayError(message, res.status, Number.isFinite(retry) && retry > 0 ? retry : null);
+}
+
+/**
+ * Opens a link to `path` (with query `params`) and resolves once the WebSocket is open. On
+ * failure asks the relay why and throws RelayError with its sentence.
+ */
+export async function dialLink(
+  target: RelayTarget,
+  path: string,
+  params: Record<string, string> = {},
+): Promise<WebSocketLink> {
+  const url = new URL(path, target.url);
+  for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
+  const wsUrl = url.href.replace(/^http/, "ws");
+  let ws: WebSocket;
+  try {
+    ws = new WebSocket(wsUrl, {
+      protocols: [SUBPROTOCOL],
+      headers: headers(target),
+      client: httpClient(target.ca),
+    } as WebSocketInit);
+  } catch (err) {
+    throw unreachable(target, err);
+  }
+  const failure = await new Promise<string | null>((resolve) => {
+    const timer = setTimeout(() => {
+      resolve("timed out waiting for the relay");
+      ws.close();
+    }, HANDSHAKE_TIMEOUT_MS);
+    ws.onopen = () => {
+      clearTimeout(timer);
+      resolve(null);
+    };
+    ws.onerror = (ev) => {
+      clearTimeout(timer);
+      resolve((ev as ErrorEvent).message ?? "WebSocket error");
+    };
+  });
+  if (failure === null) return new WebSocketLink(ws);
+  if (!/Invalid status code/i.test(failure)) throw unreachable(target, new Error(failure));
+  // The relay refused the upgrade: ask it why with a plain GET that carries the same checks.
+  let res: Response;
+  try {
+    res = await fetch(url, {
+      headers: headers(target),
+      client: httpClient(target.ca),
+      signal: AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS),
+    });
+  } catch (err) {
+    throw unreachable(target, err);
+  }
+  const text = await res.text();
+  let parsed: unknown = null;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    // not JSON
+  }
+  if (!res.ok && res.status !== 400) throw refusal(target, res, parsed, text);
+  if (
+    res.status === 400 && parsed && typeof parsed === "object" && "error" in parsed &&
+    !String(parsed.error).includes("needs a WebSocket upgrade")
+  ) {
+    throw refusal(target, res, parsed, text);
+  }
+  const status = Number(/Invalid status code:? (\d+)/i.exec(failure)?.[1] ?? 0);
+  throw new RelayError(`relay at ${target.url} refused the connection (HTTP ${status})`, status);
+}
+
+/** The WebSocket constructor options Deno accepts beyond the browser's. */
+interface WebSocketInit {
+  protocols?: string[];
+  headers?: Record<string, string>;
+  client?: Deno.HttpClient;
+}
