@@ -39,9 +39,10 @@ export function parse(
 function cleanParseError(err: unknown): string {
   const text = err instanceof Error ? err.message : String(err);
   // parseArgs messages carry advice for Node scripts after the first sentence; keep the first.
-  const first = text.split(/\. (?=[A-Z])/)[0].replace(/\.$/, "");
+  const first = text.split(/\.\s/)[0].replace(/\.$/, "");
   return first.replace(/^Unknown option '(.+?)'.*$/, "unknown option $1")
     .replace(/^Option '(.+?)' argument missing$/, "option $1 needs a value")
+    .replace(/^Option '(.+?)' argument is ambiguous$/, "option $1 needs a value")
     .replace(/^Unexpected argument '(.+?)'.*$/, "unexpected argument $1");
 }
 

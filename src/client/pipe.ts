@@ -52,8 +52,10 @@ export async function openTunnel(
   const answer = await new Promise<{ ok: true } | { ok: false; reason: string }>((resolve) => {
     link.onFrame = (raw) => {
       const frame = decodeFrame(raw);
-      if (frame.type === FrameType.OPENED) resolve({ ok: true });
-      else if (frame.type === FrameType.RESET) resolve({ ok: false, reason: frame.reason });
+      if (frame.type === FrameType.OPENED) {
+        link.onFrame = null; // hold the data that follows until the caller attaches
+        resolve({ ok: true });
+      } else if (frame.type === FrameType.RESET) resolve({ ok: false, reason: frame.reason });
     };
     link.onClose = (code, reason) => {
       resolve({ ok: false, reason: reason || `the relay closed the tunnel (code ${code})` });

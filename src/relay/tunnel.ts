@@ -204,7 +204,7 @@ export class RelayStream {
       const previous = this.client.onClose;
       this.client.onClose = (c, r) => {
         clearTimeout(linger);
-        previous(c, r);
+        previous?.(c, r);
       };
     }
     this.onEnd({

@@ -136,21 +136,23 @@ export async function dialLink(
   } catch (err) {
     throw unreachable(target, err);
   }
+  // Wrapped at once: the link holds frames that arrive before its owner attaches a handler.
+  const link = new WebSocketLink(ws);
   const failure = await new Promise<string | null>((resolve) => {
     const timer = setTimeout(() => {
       resolve("timed out waiting for the relay");
-      ws.close();
+      link.close();
     }, HANDSHAKE_TIMEOUT_MS);
-    ws.onopen = () => {
+    ws.addEventListener("open", () => {
       clearTimeout(timer);
       resolve(null);
-    };
-    ws.onerror = (ev) => {
+    });
+    ws.addEventListener("error", (ev) => {
       clearTimeout(timer);
       resolve((ev as ErrorEvent).message ?? "WebSocket error");
-    };
+    });
   });
-  if (failure === null) return new WebSocketLink(ws);
+  if (failure === null) return link;
   if (!/Invalid status code/i.test(failure)) throw unreachable(target, new Error(failure));
   // The relay refused the upgrade: ask it why with a plain GET that carries the same checks.
   let res: Response;

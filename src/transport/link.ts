@@ -16,10 +16,13 @@ export interface FrameLink {
   readonly bufferedAmount: number;
   /** True until the link has closed. */
   readonly open: boolean;
-  /** Called with each incoming frame. A throw closes the link with `CloseCode.PROTOCOL`. */
-  onFrame: (frame: Uint8Array) => void;
-  /** Called once when the link is closed by either side. */
-  onClose: (code: number, reason: string) => void;
+  /**
+   * Called with each incoming frame. A throw closes the link with `CloseCode.PROTOCOL`. Frames
+   * that arrive before a handler is set are held and delivered when it is set.
+   */
+  onFrame: ((frame: Uint8Array) => void) | null;
+  /** Called once when the link is closed by either side (also if it closed before being set). */
+  onClose: ((code: number, reason: string) => void) | null;
 }
 
 /** WebSocket close codes od uses (4000–4999 is the application range). */
@@ -35,37 +38,92 @@ export const CloseCode = {
 
 const MAX_CLOSE_REASON = 120; // WebSocket close reasons are limited to 123 bytes
 
+/**
+ * Delivery common to all links: holds frames and the close event until handlers are set, so
+ * nothing is lost between a socket opening and its owner attaching (a WebSocket may dispatch a
+ * message in the same turn as its open event).
+ */
+abstract class BaseLink {
+  #frameHandler: ((frame: Uint8Array) => void) | null = null;
+  #closeHandler: ((code: number, reason: string) => void) | null = null;
+  #inbox: Uint8Array[] = [];
+  #closedWith: [number, string] | null = null;
+  protected closed = false;
+
+  abstract close(code?: number, reason?: string): void;
+
+  get onFrame() {
+    return this.#frameHandler;
+  }
+  set onFrame(handler: ((frame: Uint8Array) => void) | null) {
+    this.#frameHandler = handler;
+    while (handler && this.#inbox.length > 0 && this.#frameHandler === handler && !this.closed) {
+      this.deliver(this.#inbox.shift()!);
+    }
+  }
+
+  get onClose() {
+    return this.#closeHandler;
+  }
+  set onClose(handler: ((code: number, reason: string) => void) | null) {
+    this.#closeHandler = handler;
+    if (handler && this.#closedWith) {
+      const [code, reason] = this.#closedWith;
+      this.#closedWith = null;
+      handler(code, reason);
+    }
+  }
+
+  get open(): boolean {
+    return !this.closed;
+  }
+
+  protected deliver(frame: Uint8Array): void {
+    if (this.closed) return;
+    if (!this.#frameHandler || this.#inbox.length > 0) {
+      this.#inbox.push(frame);
+      return;
+    }
+    try {
+      this.#frameHandler(frame);
+    } catch (err) {
+      this.close(CloseCode.PROTOCOL, err instanceof Error ? err.message : String(err));
+    }
+  }
+
+  protected finish(code: number, reason: string): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.#inbox = [];
+    if (this.#closeHandler) this.#closeHandler(code, reason);
+    else this.#closedWith = [code, reason];
+  }
+}
+
 /** Adapts a WebSocket (client or server side) to a FrameLink. */
-export class WebSocketLink implements FrameLink {
+export class WebSocketLink extends BaseLink implements FrameLink {
   #ws: WebSocket;
-  #closed = false;
   #early: Uint8Array[] = []; // frames sent while the socket was still connecting
   #socketClosed: Promise<void>;
-  onFrame: (frame: Uint8Array) => void = () => {};
-  onClose: (code: number, reason: string) => void = () => {};
 
   /** Wraps `ws`, which may still be connecting: frames sent before it opens are queued. */
   constructor(ws: WebSocket) {
+    super();
     this.#ws = ws;
     ws.binaryType = "arraybuffer";
     this.#socketClosed = new Promise((resolve) => ws.addEventListener("close", () => resolve()));
     ws.onmessage = (ev) => {
-      if (this.#closed) return;
       if (typeof ev.data === "string") {
         this.close(CloseCode.PROTOCOL, "text messages are not part of the od protocol");
         return;
       }
-      try {
-        this.onFrame(new Uint8Array(ev.data as ArrayBuffer));
-      } catch (err) {
-        this.close(CloseCode.PROTOCOL, err instanceof Error ? err.message : String(err));
-      }
+      this.deliver(new Uint8Array(ev.data as ArrayBuffer));
     };
     ws.onopen = () => {
       for (const frame of this.#early) ws.send(frame);
       this.#early = [];
     };
-    ws.onclose = (ev) => this.#finish(ev.code, ev.reason);
+    ws.onclose = (ev) => this.finish(ev.code, ev.reason);
     ws.onerror = () => {}; // onclose follows with the code
   }
 
@@ -73,12 +131,8 @@ export class WebSocketLink implements FrameLink {
     return this.#ws.bufferedAmount;
   }
 
-  get open(): boolean {
-    return !this.#closed;
-  }
-
   send(frame: Uint8Array): void {
-    if (this.#closed) return;
+    if (this.closed) return;
     if (this.#ws.readyState === WebSocket.CONNECTING) this.#early.push(frame.slice());
     else if (this.#ws.readyState === WebSocket.OPEN) this.#ws.send(frame);
   }
@@ -94,20 +148,14 @@ export class WebSocketLink implements FrameLink {
   }
 
   close(code: number = CloseCode.NORMAL, reason = ""): void {
-    if (this.#closed) return;
+    if (this.closed) return;
     try {
       this.#ws.close(code, truncateUtf8(reason, MAX_CLOSE_REASON));
     } catch {
       // already closing
     }
-    this.#finish(code, reason);
-  }
-
-  #finish(code: number, reason: string): void {
-    if (this.#closed) return;
-    this.#closed = true;
     this.#early = [];
-    this.onClose(code, reason);
+    this.finish(code, reason);
   }
 }
 
@@ -126,46 +174,25 @@ export function linkPair(): [FrameLink, FrameLink] {
   return [a, b];
 }
 
-class MemoryLink implements FrameLink {
+class MemoryLink extends BaseLink implements FrameLink {
   peer: MemoryLink | null = null;
-  #closed = false;
   bufferedAmount = 0;
-  onFrame: (frame: Uint8Array) => void = () => {};
-  onClose: (code: number, reason: string) => void = () => {};
-
-  get open(): boolean {
-    return !this.#closed;
-  }
 
   send(frame: Uint8Array): void {
-    if (this.#closed) return;
+    if (this.closed) return;
     const copy = frame.slice();
     const peer = this.peer!;
     this.bufferedAmount += copy.length;
     setTimeout(() => {
       this.bufferedAmount -= copy.length;
-      if (!peer.#closed) peer.#deliver(copy);
+      peer.deliver(copy);
     }, 0);
-  }
-
-  #deliver(frame: Uint8Array): void {
-    try {
-      this.onFrame(frame);
-    } catch (err) {
-      this.close(CloseCode.PROTOCOL, err instanceof Error ? err.message : String(err));
-    }
   }
 
   close(code: number = CloseCode.NORMAL, reason = ""): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.onClose(code, reason);
+    if (this.closed) return;
+    this.finish(code, reason);
     const peer = this.peer!;
-    setTimeout(() => {
-      if (!peer.#closed) {
-        peer.#closed = true;
-        peer.onClose(code, reason);
-      }
-    }, 0);
+    setTimeout(() => peer.finish(code, reason), 0);
   }
 }

@@ -171,29 +171,41 @@ export class StreamEnd {
     this.#writing = true;
     this.#writeQueued().catch((err) => {
       this.reset(ResetCode.CANCELLED, `Writing to the connection failed: ${describe(err)}`);
-    }).finally(() => (this.#writing = false));
+    });
   }
 
+  // Clears #writing in the same synchronous step that finds nothing left to do, so a frame that
+  // arrives in between always finds a writer running or starts one.
   async #writeQueued(): Promise<void> {
-    while (this.#queue.length > 0 && !this.#finished) {
-      let chunk = this.#queue.shift()!;
-      while (chunk.length > 0) {
-        const n = await this.#io.write(chunk);
-        if (this.#finished) return;
-        chunk = chunk.subarray(n);
-        this.#ungranted += n;
-        this.#onBytes?.("in", n);
+    try {
+      while (!this.#finished) {
+        const chunk = this.#queue.shift();
+        if (chunk) {
+          await this.#writeAll(chunk);
+          if (this.#ungranted >= CREDIT_BATCH && !this.#peerEof) {
+            this.#send(encodeCredit(this.id, this.#ungranted));
+            this.#outstanding -= this.#ungranted;
+            this.#ungranted = 0;
+          }
+        } else if (this.#peerEof && !this.#writeEnded) {
+          this.#writeEnded = true;
+          await this.#io.closeWrite();
+          this.#maybeDone();
+        } else {
+          return;
+        }
       }
-      if (this.#ungranted >= CREDIT_BATCH && !this.#peerEof) {
-        this.#send(encodeCredit(this.id, this.#ungranted));
-        this.#outstanding -= this.#ungranted;
-        this.#ungranted = 0;
-      }
+    } finally {
+      this.#writing = false;
     }
-    if (this.#peerEof && this.#queue.length === 0 && !this.#writeEnded && !this.#finished) {
-      this.#writeEnded = true;
-      await this.#io.closeWrite();
-      this.#maybeDone();
+  }
+
+  async #writeAll(chunk: Uint8Array): Promise<void> {
+    while (chunk.length > 0 && !this.#finished) {
+      const n = await this.#io.write(chunk);
+      chunk = chunk.subarray(n);
+      this.#ungranted += n;
+      this.#onBytes?.("in", n);
     }
   }
 

@@ -1,0 +1,212 @@
+/**
+ * Fixtures for od end-to-end tests: a relay process, accounts made with `od admin`, daemons,
+ * a client environment, local services for daemons to expose, and a test CA made with openssl.
+ */
+import { od, Proc } from "./_harness.ts";
+
+/** A running relay process. */
+export interface Relay extends AsyncDisposable {
+  proc: Proc;
+  url: string;
+  port: number;
+  dataDir: string;
+  ca?: string;
+}
+
+/** Starts `od serve` on a free port (or `port`) and waits until it listens. */
+export async function startRelay(
+  dataDir: string,
+  options: { tls?: TestCa; port?: number; env?: Record<string, string> } = {},
+): Promise<Relay> {
+  const args = ["serve", "--listen", `127.0.0.1:${options.port ?? 0}`, "--data", dataDir];
+  if (options.tls) args.push("--tls-cert", options.tls.certFile, "--tls-key", options.tls.keyFile);
+  const proc = new Proc("relay", args, { env: options.env });
+  const m = await proc.waitFor(/relay listening url=(\S+)/);
+  let url = m[1];
+  if (options.tls) url = url.replace("127.0.0.1", "localhost");
+  return {
+    proc,
+    url,
+    port: Number(new URL(url).port),
+    dataDir,
+    ca: options.tls?.caFile,
+    [Symbol.asyncDispose]: () => proc[Symbol.asyncDispose](),
+  };
+}
+
+/** Keys of a new account. */
+export interface AccountKeys {
+  account: string;
+  clientKey: string;
+  deviceKey: string;
+}
+
+/** Creates an account with `od admin account add --json`. */
+export async function addAccount(dataDir: string, name: string): Promise<AccountKeys> {
+  const out = await od(["admin", "--data", dataDir, "account", "add", name, "--json"]);
+  if (out.code !== 0) throw new Error(`account add failed: ${out.stderr}`);
+  return JSON.parse(out.stdout);
+}
+
+/** Environment that makes od a client of `relay` with `key`, without a config file. */
+export function clientEnv(relay: Relay, key: string, configDir: string): Record<string, string> {
+  return {
+    OD_RELAY: relay.url,
+    OD_KEY: key,
+    OD_CONFIG_DIR: configDir,
+    ...(relay.ca ? { OD_CA: relay.ca } : {}),
+  };
+}
+
+/** Starts `od daemon` and waits until it is connected. */
+export async function startDaemon(relay: Relay, options: {
+  key: string;
+  id: string;
+  stateDir: string;
+  services: Record<string, number | string>;
+  extraArgs?: string[];
+}): Promise<Proc> {
+  const args = ["daemon", "--relay", relay.url, "--key", options.key, "--id", options.id];
+  args.push("--state", options.stateDir, "--keepalive", "2");
+  for (const [name, target] of Object.entries(options.services)) {
+    args.push(
+      "--service",
+      `${name}=${typeof target === "number" ? `127.0.0.1:${target}` : target}`,
+    );
+  }
+  if (relay.ca) args.push("--ca", relay.ca);
+  args.push(...(options.extraArgs ?? []));
+  const proc = new Proc(`daemon ${options.id}`, args);
+  await proc.waitFor(/connected to relay/);
+  return proc;
+}
+
+/** A TCP server on 127.0.0.1 run inside the test process. */
+export interface LocalServer extends AsyncDisposable {
+  port: number;
+  /** Bytes the server has written, over all connections. */
+  written(): number;
+}
+
+function serve(handler: (conn: Deno.Conn, count: (n: number) => void) => Promise<void>) {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const conns = new Set<Deno.Conn>();
+  const tasks = new Set<Promise<void>>();
+  let written = 0;
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      const task = handler(conn, (n) => (written += n))
+        .catch(() => {})
+        .finally(() => {
+          conns.delete(conn);
+          try {
+            conn.close();
+          } catch {
+            // closed
+          }
+        });
+      tasks.add(task);
+      task.finally(() => tasks.delete(task));
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    written: () => written,
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch {
+          // closed
+        }
+      }
+      await accepting;
+      await Promise.all(tasks);
+    },
+  };
+}
+
+/** Echoes every byte back and half-closes after the peer's EOF. */
+export function echoServer(): LocalServer {
+  return serve(async (conn, count) => {
+    const buf = new Uint8Array(64 * 1024);
+    while (true) {
+      const n = await conn.read(buf);
+      if (n === null) break;
+      let off = 0;
+      while (off < n) off += await conn.write(buf.subarray(off, n));
+      count(n);
+    }
+    await conn.closeWrite();
+  });
+}
+
+/** Sends `total` bytes of a fixed pseudo-random pattern as fast as the peer accepts them. */
+export function sourceServer(total: number): LocalServer & { data: Uint8Array } {
+  const data = crypto.getRandomValues(new Uint8Array(1024 * 1024));
+  const server = serve(async (conn, count) => {
+    let sent = 0;
+    while (sent < total) {
+      const chunk = data.subarray(0, Math.min(data.length, total - sent));
+      let off = 0;
+      while (off < chunk.length) off += await conn.write(chunk.subarray(off));
+      sent += chunk.length;
+      count(chunk.length);
+    }
+    await conn.closeWrite();
+  });
+  return Object.assign(server, { data });
+}
+
+/** A private CA and a server certificate for localhost and 127.0.0.1. */
+export interface TestCa {
+  caFile: string;
+  certFile: string;
+  keyFile: string;
+}
+
+/** Makes a test CA and a server certificate in `dir` with openssl. */
+export async function makeTestCa(dir: string): Promise<TestCa> {
+  const run = async (...args: string[]) => {
+    const out = await new Deno.Command("openssl", { args, cwd: dir, stderr: "piped" }).output();
+    if (out.code !== 0) {
+      throw new Error(`openssl ${args[0]}: ${new TextDecoder().decode(out.stderr)}`);
+    }
+  };
+  const ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"];
+  await run(
+    "req",
+    "-x509",
+    ...ec,
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "2",
+    "-subj",
+    "/CN=od test CA",
+  );
+  await run("req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost");
+  await Deno.writeTextFile(`${dir}/ext.cnf`, "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+  await run(
+    "x509",
+    "-req",
+    "-in",
+    "server.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "server.pem",
+    "-days",
+    "2",
+    "-extfile",
+    "ext.cnf",
+  );
+  return { caFile: `${dir}/ca.pem`, certFile: `${dir}/server.pem`, keyFile: `${dir}/server.key` };
+}
