@@ -2,7 +2,8 @@
  * Fixtures for od end-to-end tests: a relay process, accounts made with `od admin`, daemons,
  * a client environment, local services for daemons to expose, and a test CA made with openssl.
  */
-import { od, Proc } from "./_harness.ts";
+import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
+import { od, Proc, randomBytes } from "./_harness.ts";
 
 /** A running relay process. */
 export interface Relay extends AsyncDisposable {
@@ -145,7 +146,7 @@ export function echoServer(): LocalServer {
 
 /** Sends `total` bytes of a fixed pseudo-random pattern as fast as the peer accepts them. */
 export function sourceServer(total: number): LocalServer & { data: Uint8Array } {
-  const data = crypto.getRandomValues(new Uint8Array(1024 * 1024));
+  const data = randomBytes(1024 * 1024);
   const server = serve(async (conn, count) => {
     let sent = 0;
     while (sent < total) {
@@ -209,4 +210,47 @@ export async function makeTestCa(dir: string): Promise<TestCa> {
     "ext.cnf",
   );
   return { caFile: `${dir}/ca.pem`, certFile: `${dir}/server.pem`, keyFile: `${dir}/server.key` };
+}
+
+/** Asserts a failed od run printed exactly one `od: …` line matching `re`. */
+export function assertOneSentence(
+  out: { code: number; stderr: string },
+  re: RegExp,
+  code = 1,
+): void {
+  const lines = out.stderr.trimEnd().split("\n");
+  assertEquals(lines.length, 1, `expected one line, got:\n${out.stderr}`);
+  match(lines[0], /^od: /);
+  match(lines[0], re);
+  assertEquals(out.code, code, out.stderr);
+}
+
+/** A pipe that trickles data through `echo` for as long as the test runs. */
+export class BackgroundTunnel {
+  #proc: Proc;
+  #sent = "";
+  #writer: WritableStreamDefaultWriter<Uint8Array>;
+  #timer: ReturnType<typeof setInterval>;
+  #n = 0;
+
+  constructor(env: Record<string, string>, device: string) {
+    this.#proc = new Proc("background pipe", ["pipe", device, "echo"], { env, stdin: "piped" });
+    this.#writer = this.#proc.child.stdin.getWriter();
+    this.#timer = setInterval(() => {
+      const line = `line ${this.#n++} ${"x".repeat(100)}\n`;
+      this.#sent += line;
+      this.#writer.write(new TextEncoder().encode(line)).catch(() => {});
+    }, 20);
+  }
+
+  /** Stops writing, closes stdin and checks everything came back. */
+  async finish(): Promise<void> {
+    for (let i = 0; i < 100 && this.#n <= 10; i++) await new Promise((r) => setTimeout(r, 20));
+    clearInterval(this.#timer);
+    await this.#writer.close();
+    const out = await this.#proc.output();
+    assertEquals(out.code, 0, out.stderr);
+    ok(this.#n > 10, `background tunnel ran for only ${this.#n} lines`);
+    assertEquals(out.stdout, this.#sent);
+  }
 }

@@ -3,7 +3,7 @@
  * WebSocket and over TLS with a test CA.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { baseEnv, OD, tempDir } from "./_harness.ts";
+import { baseEnv, OD, randomBytes, tempDir } from "./_harness.ts";
 import {
   addAccount,
   clientEnv,
@@ -44,14 +44,6 @@ async function sha256(data: Uint8Array): Promise<string> {
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-function random(size: number): Uint8Array {
-  const out = new Uint8Array(size);
-  for (let off = 0; off < size; off += 65536) {
-    crypto.getRandomValues(out.subarray(off, Math.min(size, off + 65536)));
-  }
-  return out;
-}
-
 for (const transport of ["ws", "wss"] as const) {
   Deno.test(`od pipe over ${transport}: 64 MiB, half-close and 50 concurrent streams arrive intact`, async (t) => {
     await using dir = await tempDir();
@@ -75,7 +67,7 @@ for (const transport of ["ws", "wss"] as const) {
     });
 
     await t.step("64 MiB of random bytes come back byte-identical", async () => {
-      const input = random(64 * 1024 * 1024);
+      const input = randomBytes(64 * 1024 * 1024);
       const out = await pipeThrough(env, "edge-1", "echo", input);
       assertEquals(out.code, 0, out.stderr);
       assertEquals(out.output.length, input.length);
@@ -83,7 +75,7 @@ for (const transport of ["ws", "wss"] as const) {
     });
 
     await t.step("50 concurrent streams to one device all complete intact", async () => {
-      const inputs = Array.from({ length: 50 }, (_, i) => random(64 * 1024 + i * 4099));
+      const inputs = Array.from({ length: 50 }, (_, i) => randomBytes(64 * 1024 + i * 4099));
       const outs = await Promise.all(
         inputs.map((input) => pipeThrough(env, "edge-1", "echo", input)),
       );

@@ -59,14 +59,20 @@ function headers(target: RelayTarget): Record<string, string> {
 }
 
 function unreachable(target: RelayTarget, err: unknown): RelayError {
-  const detail = err instanceof Error ? err.message : String(err);
+  // fetch says only "fetch failed"; the reason is in the cause chain.
+  let detail = err instanceof Error ? err.message : String(err);
+  for (let e = err; e instanceof Error && e.cause; e = e.cause) {
+    if (e.cause instanceof Error) detail = e.cause.message;
+  }
   const cause = /refused/i.test(detail)
     ? "connection refused"
     : /certificate|UnknownIssuer|tls|handshake/i.test(detail)
     ? `TLS failed (${detail.replace(/^.*?: /, "")}); pass the relay's CA with --ca or OD_CA`
     : /dns|lookup|resolve/i.test(detail)
     ? "host name not found"
-    : detail;
+    : /timed? ?out|aborted/i.test(detail)
+    ? "timed out"
+    : detail.replace(/ \(os error \d+\)$/, "");
   return new RelayError(`cannot reach relay at ${target.url}: ${cause}`, 0);
 }
 
@@ -153,8 +159,8 @@ export async function dialLink(
     });
   });
   if (failure === null) return link;
-  if (!/Invalid status code/i.test(failure)) throw unreachable(target, new Error(failure));
-  // The relay refused the upgrade: ask it why with a plain GET that carries the same checks.
+  // Ask the relay why with a plain GET that carries the same checks; if it cannot be reached,
+  // fetch's error names the cause better than the WebSocket's "tcp connect error".
   let res: Response;
   try {
     res = await fetch(url, {
@@ -180,6 +186,7 @@ export async function dialLink(
     throw refusal(target, res, parsed, text);
   }
   const status = Number(/Invalid status code:? (\d+)/i.exec(failure)?.[1] ?? 0);
+  if (status === 0) throw unreachable(target, new Error(failure));
   throw new RelayError(`relay at ${target.url} refused the connection (HTTP ${status})`, status);
 }
 

@@ -1,0 +1,130 @@
+/**
+ * Garbage sent to the relay's WebSocket endpoints closes only the connection that sent it: the
+ * relay keeps serving a tunnel between other parties, and new tunnels still open.
+ */
+import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import { od, randomBytes, tempDir } from "./_harness.ts";
+import {
+  addAccount,
+  BackgroundTunnel,
+  clientEnv,
+  echoServer,
+  startDaemon,
+  startRelay,
+} from "./_fleet.ts";
+import { CLIENT_STREAM, FrameType, HEADER_SIZE, SUBPROTOCOL } from "../src/protocol/frame.ts";
+import { generateCredential } from "../src/protocol/keys.ts";
+
+/** Opens a WebSocket as od would, resolving once open (or rejecting). */
+async function openSocket(url: string, secret: string): Promise<WebSocket> {
+  const ws = new WebSocket(url.replace(/^http/, "ws"), {
+    protocols: [SUBPROTOCOL],
+    headers: { authorization: `Bearer ${secret}` },
+  } as unknown as string[]);
+  ws.binaryType = "arraybuffer";
+  await new Promise<void>((resolve, reject) => {
+    ws.onopen = () => resolve();
+    ws.onerror = (e) => reject(new Error((e as ErrorEvent).message));
+  });
+  return ws;
+}
+
+/**
+ * Sends `payloads` and resolves with the close code the relay chose, or -1 if it kept the
+ * connection open for 5 s. When frames are still arriving as the relay closes, the kernel may
+ * reset the connection and the close frame is lost: the code is then 0 or 1006.
+ */
+async function sendAndAwaitClose(ws: WebSocket, payloads: (Uint8Array | string)[]) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const closed = new Promise<number>((resolve) => {
+    ws.onclose = (e) => resolve(e.code);
+    timer = setTimeout(() => resolve(-1), 5000);
+  });
+  for (const p of payloads) ws.send(p);
+  const code = await closed;
+  clearTimeout(timer);
+  if (code === -1) ws.close();
+  return code;
+}
+
+const closedByRelay = (code: number) => [4400, 1006, 0].includes(code);
+
+Deno.test("garbage on the relay's endpoints closes only that connection", async (t) => {
+  await using dir = await tempDir();
+  await using relay = await startRelay(`${dir}/data`);
+  const keys = await addAccount(relay.dataDir, "acme");
+  await using echo = echoServer();
+  await using _daemon = await startDaemon(relay, {
+    key: keys.deviceKey,
+    id: "edge-1",
+    stateDir: `${dir}/state`,
+    services: { echo: echo.port },
+  });
+  const env = clientEnv(relay, keys.clientKey, `${dir}/config`);
+  const background = new BackgroundTunnel(env, "edge-1");
+
+  // A second, enrolled device whose link the test drives by hand.
+  const credential = generateCredential();
+  const enrolled = await fetch(`${relay.url}/v1/enroll`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${keys.deviceKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ credential, id: "rogue-1" }),
+  });
+  assertEquals(enrolled.status, 201);
+  await enrolled.body?.cancel();
+
+  await t.step("a 1 MiB garbage frame on a device link", async () => {
+    const ws = await openSocket(`${relay.url}/v1/device`, credential);
+    const garbage = randomBytes(1024 * 1024);
+    assertEquals(await sendAndAwaitClose(ws, [garbage]), 4400);
+  });
+
+  await t.step("a 1 MiB garbage frame on a client tunnel", async () => {
+    const ws = await openSocket(
+      `${relay.url}/v1/tunnel?device=edge-1&service=echo`,
+      keys.clientKey,
+    );
+    assertEquals(await sendAndAwaitClose(ws, [randomBytes(1024 * 1024)]), 4400);
+  });
+
+  await t.step("random small frames, a text message, and frames for unopened streams", async () => {
+    const frames = Array.from({ length: 200 }, (_, i) => randomBytes(1 + (i % 40)));
+    let ws = await openSocket(`${relay.url}/v1/device`, credential);
+    const code = await sendAndAwaitClose(ws, frames);
+    ok(closedByRelay(code), `close code ${code}`);
+    ws = await openSocket(`${relay.url}/v1/device`, credential);
+    assertEquals(await sendAndAwaitClose(ws, ["hello"]), 4400);
+    // Well-formed DATA for a stream the relay never opened is dropped, not fatal; a DATA frame
+    // on a client link before the device answered breaks the protocol.
+    ws = await openSocket(`${relay.url}/v1/device`, credential);
+    const stray = new Uint8Array(HEADER_SIZE + 3);
+    stray[0] = FrameType.DATA;
+    new DataView(stray.buffer).setUint32(1, 77);
+    ws.send(stray);
+    ws.send(randomBytes(7)); // and then garbage, which does close it
+    assertEquals(await sendAndAwaitClose(ws, []), 4400);
+    const early = new Uint8Array(HEADER_SIZE + 1);
+    early[0] = FrameType.DATA;
+    new DataView(early.buffer).setUint32(1, CLIENT_STREAM);
+    ws = await openSocket(`${relay.url}/v1/tunnel?device=edge-1&service=echo`, keys.clientKey);
+    ok([4400, 1000].includes(await sendAndAwaitClose(ws, [early])));
+  });
+
+  await t.step("random bytes instead of HTTP on the relay's port", async () => {
+    for (let i = 0; i < 5; i++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port: relay.port });
+      await conn.write(randomBytes(64 * 1024)).catch(() => 0);
+      const buf = new Uint8Array(1024);
+      // The relay answers 400 or just closes; either way the read ends.
+      while ((await conn.read(buf).catch(() => null)) !== null) { /* drain */ }
+      conn.close();
+    }
+  });
+
+  await t.step("the relay still serves: old tunnel intact, new tunnel works", async () => {
+    await background.finish();
+    const out = await od(["pipe", "edge-1", "echo"], { env, stdin: "still here" });
+    assertEquals(out.stdout, "still here");
+    assertEquals(out.code, 0, out.stderr);
+  });
+});
