@@ -5,6 +5,7 @@ import { log } from "../cli/log.ts";
 import { Store } from "../store/store.ts";
 import { StoreError } from "../store/db.ts";
 import { VERSION } from "../version.ts";
+import { displayCommand } from "../cli/self.ts";
 import { runRelay } from "./server.ts";
 
 const USAGE = `Usage: od serve [--listen HOST:PORT] [--data DIR] [--tls-cert FILE --tls-key FILE]
@@ -91,17 +92,18 @@ function printFirstRun(dataDir: string, url: string): void {
   using store = Store.open(dataDir);
   if (store.accounts.list().length > 0) return;
   const created = store.accounts.create("default");
+  const od = displayCommand();
   console.log(`
 Created account "default". These keys are shown once; keep them somewhere safe.
   client key: ${created.clientKey}
   device key: ${created.deviceKey}
 
 Attach a device (on the device, with sshd running):
-  od daemon --relay ${url} --key ${created.deviceKey}
+  ${od} daemon --relay ${url} --key ${created.deviceKey}
 
 Connect from your machine:
-  od login --relay ${url} --key ${created.clientKey}
-  od list
-  od ssh root@DEVICE
+  ${od} login --relay ${url} --key ${created.clientKey}
+  ${od} list
+  ${od} ssh root@DEVICE
 `);
 }
