@@ -5,22 +5,37 @@
  * code: 0 ok, 1 failure, 2 usage error.
  */
 import { errorMessage, HelpRequested, OdError } from "./src/cli/errors.ts";
-import { closeHttpClients } from "./src/transport/dial.ts";
 import { VERSION } from "./src/version.ts";
-import { serveCommand } from "./src/relay/command.ts";
-import { adminCommand } from "./src/admin/command.ts";
-import { daemonCommand } from "./src/daemon/command.ts";
-import { listCommand, loginCommand, pipeCommand } from "./src/client/commands.ts";
 
 type Command = (args: string[]) => number | Promise<number>;
 
-const COMMANDS: Record<string, { run: Command; summary: string }> = {
-  serve: { run: serveCommand, summary: "run the relay" },
-  admin: { run: adminCommand, summary: "manage accounts and keys in the relay's data directory" },
-  daemon: { run: daemonCommand, summary: "keep this device reachable through the relay" },
-  login: { run: loginCommand, summary: "store the relay URL and your key" },
-  list: { run: listCommand, summary: "list your devices" },
-  pipe: { run: pipeCommand, summary: "connect stdin/stdout to a service on a device" },
+// Each command's module is imported only when it runs: `od pipe` starts on every ssh
+// connection, and loading the relay and the store for it would double its start-up time.
+const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }> = {
+  serve: {
+    load: async () => (await import("./src/relay/command.ts")).serveCommand,
+    summary: "run the relay",
+  },
+  admin: {
+    load: async () => (await import("./src/admin/command.ts")).adminCommand,
+    summary: "manage accounts and keys in the relay's data directory",
+  },
+  daemon: {
+    load: async () => (await import("./src/daemon/command.ts")).daemonCommand,
+    summary: "keep this device reachable through the relay",
+  },
+  login: {
+    load: async () => (await import("./src/client/commands.ts")).loginCommand,
+    summary: "store the relay URL and your key",
+  },
+  list: {
+    load: async () => (await import("./src/client/commands.ts")).listCommand,
+    summary: "list your devices",
+  },
+  pipe: {
+    load: async () => (await import("./src/client/commands.ts")).pipeCommand,
+    summary: "connect stdin/stdout to a service on a device",
+  },
 };
 
 function usage(): string {
@@ -55,7 +70,7 @@ async function main(args: string[]): Promise<number> {
     return 2;
   }
   try {
-    return await command.run(rest);
+    return await (await command.load())(rest);
   } catch (err) {
     if (err instanceof HelpRequested) {
       console.log(err.usage.trimEnd());
@@ -69,6 +84,7 @@ async function main(args: string[]): Promise<number> {
     if (Deno.env.get("OD_DEBUG")) console.error(err);
     return 1;
   } finally {
+    const { closeHttpClients } = await import("./src/transport/dial.ts");
     closeHttpClients();
   }
 }

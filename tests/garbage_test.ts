@@ -103,11 +103,15 @@ Deno.test("garbage on the relay's endpoints closes only that connection", async 
     ws.send(stray);
     ws.send(randomBytes(7)); // and then garbage, which does close it
     assertEquals(await sendAndAwaitClose(ws, []), 4400);
+    // A client may not send DATA before the device has answered OPEN: the hand-driven device
+    // never answers, so the relay must treat the early frame as a violation.
+    const silentDevice = await openSocket(`${relay.url}/v1/device`, credential);
     const early = new Uint8Array(HEADER_SIZE + 1);
     early[0] = FrameType.DATA;
     new DataView(early.buffer).setUint32(1, CLIENT_STREAM);
-    ws = await openSocket(`${relay.url}/v1/tunnel?device=edge-1&service=echo`, keys.clientKey);
-    ok([4400, 1000].includes(await sendAndAwaitClose(ws, [early])));
+    ws = await openSocket(`${relay.url}/v1/tunnel?device=rogue-1&service=echo`, keys.clientKey);
+    assertEquals(await sendAndAwaitClose(ws, [early]), 4400);
+    silentDevice.close();
   });
 
   await t.step("random bytes instead of HTTP on the relay's port", async () => {

@@ -2,7 +2,8 @@
 import type { Store } from "../store/store.ts";
 import type { KeyInfo } from "../store/accounts.ts";
 import type { DeviceRecord } from "../store/devices.ts";
-import { hashSecret, type KeyRole, secretKind } from "../protocol/keys.ts";
+import { type KeyRole, secretKind } from "../protocol/keys.ts";
+import { hashSecret } from "../store/hash.ts";
 import { bearer, HttpError } from "./http.ts";
 import type { FailureLimiter } from "./ratelimit.ts";
 

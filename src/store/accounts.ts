@@ -1,6 +1,7 @@
 /** Accounts and their keys. Keys are stored as SHA-256 hashes; the secret is returned once. */
 import type { DatabaseSync } from "node:sqlite";
-import { generateKey, generateKeyId, hashSecret, type KeyRole } from "../protocol/keys.ts";
+import { generateKey, generateKeyId, type KeyRole } from "../protocol/keys.ts";
+import { hashSecret } from "./hash.ts";
 import { transaction } from "./db.ts";
 
 /** An account as listed. */

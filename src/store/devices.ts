@@ -1,6 +1,5 @@
 /** Enrolled devices: identity, credential hash and what they last reported. */
 import type { DatabaseSync } from "node:sqlite";
-import { randomBytes } from "node:crypto";
 import { transaction } from "./db.ts";
 import { ConflictError } from "./accounts.ts";
 
@@ -52,7 +51,7 @@ const RANDOM_ID_LENGTH = 10; // 32^10 ≈ 10^15: collisions within an account ar
 
 /** A random device id such as `k7m2xq9d4a`. */
 export function randomDeviceId(): string {
-  const bytes = randomBytes(RANDOM_ID_LENGTH);
+  const bytes = crypto.getRandomValues(new Uint8Array(RANDOM_ID_LENGTH));
   return Array.from(bytes, (b) => ID_ALPHABET[b % ID_ALPHABET.length]).join("");
 }
 

@@ -2,7 +2,6 @@ import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import {
   decodeFrame,
   encodeData,
-  encodeEof,
   encodeReset,
   FrameType,
   MAX_DATA,
