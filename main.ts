@@ -36,6 +36,34 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: async () => (await import("./src/client/commands.ts")).pipeCommand,
     summary: "connect stdin/stdout to a service on a device",
   },
+  ssh: {
+    load: async () => (await import("./src/client/ssh_family.ts")).sshCommand,
+    summary: "ssh to a device (every ssh option works)",
+  },
+  scp: {
+    load: async () => (await import("./src/client/ssh_family.ts")).scpCommand,
+    summary: "scp to and from devices (DEV:path)",
+  },
+  sftp: {
+    load: async () => (await import("./src/client/ssh_family.ts")).sftpCommand,
+    summary: "sftp to a device",
+  },
+  rsync: {
+    load: async () => (await import("./src/client/ssh_family.ts")).rsyncCommand,
+    summary: "rsync to and from devices (DEV:path)",
+  },
+  forward: {
+    load: async () => (await import("./src/client/forward.ts")).forwardCommand,
+    summary: "forward a local port to a service on a device",
+  },
+  "ssh-config": {
+    load: async () => (await import("./src/client/ssh_config.ts")).sshConfigCommand,
+    summary: "print an ssh_config block so plain ssh reaches DEV.od",
+  },
+  "known-hosts": {
+    load: async () => (await import("./src/client/ssh_config.ts")).knownHostsCommand,
+    summary: "show, accept or forget pinned device host keys",
+  },
 };
 
 function usage(): string {

@@ -11,7 +11,8 @@ import {
   readCa,
   saveClientConfig,
 } from "./config.ts";
-import { runPipe, stdio } from "./pipe.ts";
+import { runPipe, stdio, type TunnelDevice } from "./pipe.ts";
+import { knownHostsPath, pinDevice } from "./known_hosts.ts";
 
 const LOGIN_USAGE = `Usage: od login --relay URL --key KEY [--ca FILE]
 
@@ -68,7 +69,8 @@ ProxyCommand behind od ssh: ssh -o ProxyCommand='od pipe %n ssh' …
 /** Entry point of `od pipe`. */
 export async function pipeCommand(args: string[]): Promise<number> {
   const { positionals } = parse(args, {}, PIPE_USAGE);
-  const [device, service] = expectPositionals(positionals, ["DEV", "SERVICE"]);
+  const [typed, service] = expectPositionals(positionals, ["DEV", "SERVICE"]);
+  const device = typed.toLowerCase().replace(/\.od$/, ""); // ssh-config hosts are DEV.od
   try {
     parseDeviceRef(device);
   } catch (err) {
@@ -76,9 +78,37 @@ export async function pipeCommand(args: string[]): Promise<number> {
   }
   if (serviceProblem(service)) throw new UsageError(serviceProblem(service)!);
   const config = loadClientConfig();
-  await runPipe({ target: clientTarget(config), device, service, io: stdio() })
-    .catch(relayFailure);
+  await runPipe({
+    target: clientTarget(config),
+    device,
+    service,
+    io: stdio(),
+    onDevice: service === "ssh" ? (info) => pinHostKeys(device, info) : undefined,
+  }).catch(relayFailure);
   return 0;
+}
+
+/** Pins the device's reported sshd keys for ssh's strict check, and warns when they changed. */
+async function pinHostKeys(typed: string, info: TunnelDevice | null): Promise<void> {
+  if (!info) return;
+  const shown = `${info.account}.${info.id}`;
+  try {
+    const result = await pinDevice(info.account, info.id, typed, info.hostKeys);
+    if (result === "mismatch") {
+      console.error(
+        `od: device "${shown}" reports a different host key than the one pinned in ` +
+          `${knownHostsPath()}; if the device was reinstalled or its keys rotated, accept the ` +
+          `new key with: od known-hosts accept ${shown}`,
+      );
+    } else if (result === "no-keys") {
+      console.error(
+        `od: device "${shown}" reported no sshd host keys, so ssh cannot verify it; ` +
+          `start its daemon with --host-key FILE`,
+      );
+    }
+  } catch (err) {
+    console.error(`od: cannot update ${knownHostsPath()}: ${(err as Error).message}`);
+  }
 }
 
 const LIST_USAGE = `Usage: od list [--json] [--state online|offline]

@@ -16,6 +16,8 @@ export interface PipeOptions {
   io: ByteIO;
   /** Seconds between keepalive pings on the tunnel. */
   keepalive?: number;
+  /** Called with the relay's description of the device before any byte flows. */
+  onDevice?: (device: TunnelDevice | null) => void | Promise<void>;
 }
 
 /** stdin and stdout as a ByteIO; closing the write side closes stdout so the reader sees EOF. */
@@ -42,17 +44,41 @@ export function stdio(): ByteIO {
   };
 }
 
+/** Who the relay says the device is, sent on a client link before OPENED. */
+export interface TunnelDevice {
+  id: string;
+  account: string;
+  hostKeys: string[];
+}
+
+/** An open tunnel: its link and the device it reaches. */
+export interface Tunnel {
+  link: WebSocketLink;
+  device: TunnelDevice | null;
+}
+
+function parseDevice(m: Record<string, unknown>): TunnelDevice | null {
+  if (typeof m.id !== "string" || typeof m.account !== "string" || !Array.isArray(m.hostKeys)) {
+    return null;
+  }
+  const hostKeys = m.hostKeys.filter((k): k is string => typeof k === "string").slice(0, 16);
+  return { id: m.id, account: m.account, hostKeys };
+}
+
 /** Opens the tunnel and waits for the device's answer; throws OdError with the reason. */
 export async function openTunnel(
   target: RelayTarget,
   device: string,
   service: string,
-): Promise<WebSocketLink> {
+): Promise<Tunnel> {
   const link = await dialLink(target, "/v1/tunnel", { device, service });
+  let info: TunnelDevice | null = null;
   const answer = await new Promise<{ ok: true } | { ok: false; reason: string }>((resolve) => {
     link.onFrame = (raw) => {
       const frame = decodeFrame(raw);
-      if (frame.type === FrameType.OPENED) {
+      if (frame.type === FrameType.CONTROL && frame.message.t === "device") {
+        info = parseDevice(frame.message);
+      } else if (frame.type === FrameType.OPENED) {
         link.onFrame = null; // hold the data that follows until the caller attaches
         resolve({ ok: true });
       } else if (frame.type === FrameType.RESET) resolve({ ok: false, reason: frame.reason });
@@ -65,12 +91,13 @@ export async function openTunnel(
     link.close();
     throw new OdError(`cannot open ${service} on "${device}": ${answer.reason}`);
   }
-  return link;
+  return { link, device: info };
 }
 
 /** Runs a pipe to completion; resolves when both directions have ended. */
 export async function runPipe(options: PipeOptions): Promise<void> {
-  const link = await openTunnel(options.target, options.device, options.service);
+  const { link, device } = await openTunnel(options.target, options.device, options.service);
+  await options.onDevice?.(device); // before any byte reaches ssh, which then checks the pins
   const stream = new StreamEnd({ id: CLIENT_STREAM, send: (f) => link.send(f), io: options.io });
   let lastFrameAt = Date.now();
   let closedBy: string | null = null;

@@ -31,6 +31,7 @@ export interface DaemonOptions {
 const BACKOFF_MIN_MS = 500;
 const BACKOFF_MAX_MS = 30_000;
 const STABLE_MS = 30_000; // a link that lived this long resets the backoff
+const HOST_KEY_RECHECK_MS = 60_000; // rotating sshd keys is rare; a minute's delay is harmless
 
 /** Runs until the signal aborts. Throws OdError only for problems retrying cannot fix. */
 export async function runDaemon(options: DaemonOptions): Promise<void> {
@@ -171,14 +172,25 @@ async function connectOnce(
     }
     link.send(encodePing(FrameType.PING, crypto.getRandomValues(new Uint8Array(8))));
   }, keepaliveMs);
-  try {
+  let hostKeys = readHostKeys(state.hostKeyFiles);
+  const sendInfo = () =>
     link.send(encodeControl({
       t: "info",
       version: VERSION,
       services: [...services.keys()],
-      hostKeys: readHostKeys(state.hostKeyFiles),
+      hostKeys,
       hostname: Deno.hostname(),
     }));
+  // sshd host keys can be rotated while the daemon runs; report changes so pins follow.
+  const keyWatch = setInterval(() => {
+    const now = readHostKeys(state.hostKeyFiles);
+    if (now.join("\n") !== hostKeys.join("\n")) {
+      hostKeys = now;
+      sendInfo();
+    }
+  }, HOST_KEY_RECHECK_MS);
+  try {
+    sendInfo();
     const hello = await Promise.race([device.hello, closed.then(() => null)]);
     if (hello) {
       log.info("connected to relay", {
@@ -193,6 +205,7 @@ async function connectOnce(
     }
   } finally {
     clearInterval(pinger);
+    clearInterval(keyWatch);
     options.signal?.removeEventListener("abort", abort);
     device.closeStreams();
   }

@@ -10,8 +10,9 @@
  *    answers CONTROL `info` (version, services, host keys). The relay opens streams with OPEN;
  *    the daemon answers OPENED once it has dialled the service, or RESET with the reason.
  * 3. Client link (od pipe ⇄ relay, one per tunnel). Carries a single stream, id 1. The relay
- *    forwards the device's OPENED or RESET for it and then switches DATA, CREDIT, EOF and RESET
- *    between the two links, rewriting only the stream id in place.
+ *    first sends CONTROL `device` (id, account, sshd host keys, for pinning), then forwards the
+ *    device's OPENED or RESET, and then switches DATA, CREDIT, EOF and RESET between the two
+ *    links, rewriting only the stream id in place.
  * 4. Steady state. Each side of a stream may send at most `STREAM_WINDOW` bytes of DATA beyond
  *    what the other side has granted back with CREDIT; the receiver grants credit only after it
  *    has written the bytes out, so a slow reader stalls the writer instead of filling buffers.

@@ -5,7 +5,7 @@ import { ConflictError } from "../store/accounts.ts";
 import type { DeviceRecord } from "../store/devices.ts";
 import { secretKind } from "../protocol/keys.ts";
 import { hashSecret } from "../store/hash.ts";
-import { idProblem } from "../protocol/names.ts";
+import { formatDeviceRef, idProblem, parseDeviceRef } from "../protocol/names.ts";
 import { HttpError, json, readJson } from "./http.ts";
 import type { Hub } from "./hub.ts";
 
@@ -21,6 +21,8 @@ export interface DeviceView {
   parent: string | null;
   createdAt: string;
   services: string[];
+  /** Host public keys of the sshd the device exposes, as `type base64`. */
+  hostKeys: string[];
 }
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -39,7 +41,30 @@ export function deviceView(hub: Hub, d: DeviceRecord): DeviceView {
     parent: d.parent,
     createdAt: new Date(d.createdAt).toISOString(),
     services: live?.info?.services ?? d.services,
+    hostKeys: live?.info?.hostKeys ?? d.hostKeys,
   };
+}
+
+/** Finds the device a key names as `dev` or `account.dev`; 400/404 otherwise. */
+export function resolveDevice(store: Store, key: KeyInfo, refText: string): DeviceRecord {
+  let ref;
+  try {
+    ref = parseDeviceRef(refText);
+  } catch (err) {
+    throw new HttpError(400, (err as Error).message);
+  }
+  const shown = formatDeviceRef(ref);
+  // Until sharing exists, `account.dev` reaches only the key's own account.
+  const record = ref.account === null || ref.account === key.account
+    ? store.devices.get(key.accountId, ref.device)
+    : null;
+  if (!record) throw new HttpError(404, `no device "${shown}" in account "${key.account}"`);
+  return record;
+}
+
+/** GET /v1/devices/REF: one device. */
+export function getDevice(store: Store, hub: Hub, key: KeyInfo, ref: string): Response {
+  return json(deviceView(hub, resolveDevice(store, key, decodeURIComponent(ref))));
 }
 
 /** POST /v1/enroll: a device key registers a new device with a credential it generated. */

@@ -4,8 +4,14 @@
  * after the abort signal has fired and every connection is closed.
  */
 import { Store } from "../store/store.ts";
-import { CLIENT_STREAM, encodeReset, ResetCode, SUBPROTOCOL } from "../protocol/frame.ts";
-import { parseDeviceRef, serviceProblem } from "../protocol/names.ts";
+import {
+  CLIENT_STREAM,
+  encodeControl,
+  encodeReset,
+  ResetCode,
+  SUBPROTOCOL,
+} from "../protocol/frame.ts";
+import { serviceProblem } from "../protocol/names.ts";
 import { CloseCode, WebSocketLink } from "../transport/link.ts";
 import { log } from "../cli/log.ts";
 import { ago } from "../cli/output.ts";
@@ -16,7 +22,7 @@ import { FailureLimiter } from "./ratelimit.ts";
 import { Hub } from "./hub.ts";
 import { DeviceSession } from "./device_session.ts";
 import { RelayStream } from "./tunnel.ts";
-import { enroll, listDevices, whoami } from "./api.ts";
+import { deviceView, enroll, getDevice, listDevices, resolveDevice, whoami } from "./api.ts";
 
 /** Options for runRelay. */
 export interface RelayOptions {
@@ -113,6 +119,10 @@ async function route(ctx: Context, req: Request, ip: string): Promise<Response> 
   if (pathname === "/v1/devices" && method === "GET") {
     return listDevices(ctx.store, ctx.hub, ctx.auth.key(req, ip, ["client", "full"]));
   }
+  const one = /^\/v1\/devices\/([^/]+)$/.exec(pathname);
+  if (one && method === "GET") {
+    return getDevice(ctx.store, ctx.hub, ctx.auth.key(req, ip, ["client", "full"]), one[1]);
+  }
   if (pathname === "/v1/whoami" && method === "GET") {
     return whoami(ctx.auth.key(req, ip, ["client", "device", "full"]));
   }
@@ -173,19 +183,9 @@ function tunnel(ctx: Context, req: Request, ip: string): Response {
   const params = new URL(req.url).searchParams;
   const deviceParam = params.get("device") ?? "";
   const service = params.get("service") ?? "";
-  let ref;
-  try {
-    ref = parseDeviceRef(deviceParam);
-  } catch (err) {
-    throw new HttpError(400, (err as Error).message);
-  }
+  const record = resolveDevice(ctx.store, key, deviceParam);
   if (serviceProblem(service)) throw new HttpError(400, serviceProblem(service)!);
-  const shown = ref.account ? `${ref.account}.${ref.device}` : ref.device;
-  // Until sharing exists, `account.dev` reaches only the key's own account.
-  const record = ref.account === null || ref.account === key.account
-    ? ctx.store.devices.get(key.accountId, ref.device)
-    : null;
-  if (!record) throw new HttpError(404, `no device "${shown}" in account "${key.account}"`);
+  const shown = deviceParam.toLowerCase();
   const session = ctx.hub.get(record.rowid);
   if (!session) {
     const seen = record.lastSeen === null ? "never connected" : `last seen ${ago(record.lastSeen)}`;
@@ -202,6 +202,11 @@ function tunnel(ctx: Context, req: Request, ip: string): Response {
     idleTimeout: WS_IDLE_TIMEOUT_S,
   });
   const link = new WebSocketLink(socket);
+  // Who the device is and its sshd host keys, so od pipe can pin them before ssh checks.
+  const view = deviceView(ctx.hub, record);
+  link.send(
+    encodeControl({ t: "device", id: view.id, account: view.account, hostKeys: view.hostKeys }),
+  );
   const stream = new RelayStream(link, {
     accountId: key.accountId,
     keyId: key.id,
