@@ -200,3 +200,20 @@ export function randomBytes(size: number): Uint8Array {
   }
   return out;
 }
+
+/** sha256 of every file under `dir`, by relative path. */
+export async function treeDigest(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  async function walk(rel: string) {
+    for await (const e of Deno.readDir(`${dir}/${rel}`)) {
+      const path = rel ? `${rel}/${e.name}` : e.name;
+      if (e.isDirectory) await walk(path);
+      else {
+        const digest = await crypto.subtle.digest("SHA-256", await Deno.readFile(`${dir}/${path}`));
+        out[path] = btoa(String.fromCharCode(...new Uint8Array(digest)));
+      }
+    }
+  }
+  await walk("");
+  return out;
+}

@@ -2,7 +2,7 @@
 import { expectPositionals, parse, str } from "../cli/args.ts";
 import { OdError, UsageError } from "../cli/errors.ts";
 import { ago, printJson, printTable } from "../cli/output.ts";
-import { parseDeviceRef, serviceProblem } from "../protocol/names.ts";
+import { normalizeDeviceArg, serviceProblem } from "../protocol/names.ts";
 import { callApi, RelayError } from "../transport/dial.ts";
 import {
   clientTarget,
@@ -70,9 +70,9 @@ ProxyCommand behind od ssh: ssh -o ProxyCommand='od pipe %n ssh' …
 export async function pipeCommand(args: string[]): Promise<number> {
   const { positionals } = parse(args, {}, PIPE_USAGE);
   const [typed, service] = expectPositionals(positionals, ["DEV", "SERVICE"]);
-  const device = typed.toLowerCase().replace(/\.od$/, ""); // ssh-config hosts are DEV.od
+  let device: string;
   try {
-    parseDeviceRef(device);
+    device = normalizeDeviceArg(typed); // ssh-config hosts are DEV.od
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

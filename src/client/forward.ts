@@ -5,7 +5,7 @@
  */
 import { expectPositionals, parse } from "../cli/args.ts";
 import { OdError, UsageError } from "../cli/errors.ts";
-import { parseDeviceRef, serviceProblem } from "../protocol/names.ts";
+import { normalizeDeviceArg, serviceProblem } from "../protocol/names.ts";
 import { callApi, RelayError } from "../transport/dial.ts";
 import { StreamEnd } from "../transport/stream.ts";
 import { CLIENT_STREAM, decodeFrame, encodePing, FrameType } from "../protocol/frame.ts";
@@ -40,9 +40,9 @@ export async function forwardCommand(args: string[]): Promise<number> {
     "SERVICE",
   ]);
   const bind = parseBind(bindText);
-  const device = typed.toLowerCase().replace(/\.od$/, "");
+  let device: string;
   try {
-    parseDeviceRef(device);
+    device = normalizeDeviceArg(typed);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }

@@ -5,7 +5,7 @@
  */
 import { UsageError } from "../cli/errors.ts";
 import { selfCommand } from "../cli/self.ts";
-import { idProblem } from "../protocol/names.ts";
+import { normalizeDeviceArg } from "../protocol/names.ts";
 import { knownHostsPath } from "./known_hosts.ts";
 
 /** Quotes a word for /bin/sh if it needs it. */
@@ -45,15 +45,13 @@ export function odSshOptions(alias: string | null): string[] {
  * it lower-cased without the suffix; throws a usage error for anything else.
  */
 export function deviceHost(host: string, tool: string): string {
-  const bare = host.toLowerCase().replace(/\.od$/, "");
-  const parts = bare.split(".");
-  const bad = parts.length > 2 || parts.some((p) => idProblem(p) !== null);
-  if (bad) {
+  try {
+    return normalizeDeviceArg(host);
+  } catch {
     throw new UsageError(
       `od ${tool}: "${host}" is not a device; use DEV or ACCOUNT.DEV (see od list)`,
     );
   }
-  return bare;
 }
 
 /** Splits an rsync `-e` command the way rsync does: spaces separate, quotes group, '' is '. */

@@ -50,3 +50,12 @@ export function parseDeviceRef(value: string): DeviceRef {
 export function formatDeviceRef(ref: DeviceRef): string {
   return ref.account ? `${ref.account}.${ref.device}` : ref.device;
 }
+
+/**
+ * Normalizes a device as typed on a command line: `dev`, `account.dev`, either with the `.od`
+ * suffix that ssh-config hosts carry, in any case. Returns `dev` or `account.dev` in lower case;
+ * throws RangeError naming the value as typed.
+ */
+export function normalizeDeviceArg(typed: string): string {
+  return formatDeviceRef(parseDeviceRef(typed.replace(/\.od$/i, "")));
+}
