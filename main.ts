@@ -60,6 +60,26 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: async () => (await import("./src/client/ssh_config.ts")).sshConfigCommand,
     summary: "print an ssh_config block so plain ssh reaches DEV.od",
   },
+  props: {
+    load: async () => (await import("./src/client/props.ts")).propsCommand,
+    summary: "read and edit device properties",
+  },
+  events: {
+    load: async () => (await import("./src/client/events.ts")).eventsCommand,
+    summary: "follow device events; --await online waits for a device",
+  },
+  exec: {
+    load: async () => (await import("./src/client/exec.ts")).execCommand,
+    summary: "run a command on every matching online device",
+  },
+  inventory: {
+    load: async () => (await import("./src/client/inventory.ts")).inventoryCommand,
+    summary: "Ansible dynamic inventory (--list, --host)",
+  },
+  device: {
+    load: async () => (await import("./src/client/device.ts")).deviceCommand,
+    summary: "rename or remove a device",
+  },
   "known-hosts": {
     load: async () => (await import("./src/client/ssh_config.ts")).knownHostsCommand,
     summary: "show, accept or forget pinned device host keys",
@@ -92,7 +112,16 @@ async function main(args: string[]): Promise<number> {
     console.log(`od ${VERSION}`);
     return 0;
   }
-  const command = COMMANDS[name];
+  // Ansible runs an executable inventory as `INVENTORY --list`: od answers like od inventory.
+  if (name === "--list" || name === "--host") return await run(COMMANDS.inventory, args);
+  return await run(COMMANDS[name], rest, name);
+}
+
+async function run(
+  command: { load: () => Promise<Command> } | undefined,
+  rest: string[],
+  name?: string,
+): Promise<number> {
   if (!command) {
     console.error(`od: unknown command "${name}" (see od --help)`);
     return 2;

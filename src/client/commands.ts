@@ -1,4 +1,4 @@
-/** Client commands of the tunnel core: `od login`, `od pipe`, `od list`. */
+/** Client commands of the tunnel core: `od login`, `od pipe`, `od list` (with filters). */
 import { expectPositionals, parse, str } from "../cli/args.ts";
 import { OdError, UsageError } from "../cli/errors.ts";
 import { ago, printJson, printTable } from "../cli/output.ts";
@@ -12,6 +12,7 @@ import {
   saveClientConfig,
 } from "./config.ts";
 import { runPipe, stdio, type TunnelDevice } from "./pipe.ts";
+import { matches, parseFilters } from "./filter.ts";
 import { knownHostsPath, pinDevice } from "./known_hosts.ts";
 
 const LOGIN_USAGE = `Usage: od login --relay URL --key KEY [--ca FILE]
@@ -21,9 +22,11 @@ Checks the key with the relay and stores both in the config directory
 OD_RELAY, OD_KEY and OD_CA override the stored values for one command.
 `;
 
-/** Turns a relay refusal into the user's one sentence. */
+/** Turns a relay refusal into the user's one sentence; a 400 (bad input) exits 2. */
 export function relayFailure(err: unknown): never {
-  if (err instanceof RelayError) throw new OdError(err.message, { cause: err });
+  if (err instanceof RelayError) {
+    throw new OdError(err.message, { cause: err, exitCode: err.status === 400 ? 2 : 1 });
+  }
   throw err;
 }
 
@@ -111,13 +114,21 @@ async function pinHostKeys(typed: string, info: TunnelDevice | null): Promise<vo
   }
 }
 
-const LIST_USAGE = `Usage: od list [--json] [--state online|offline]
+const LIST_USAGE =
+  `Usage: od list [--json] [--props] [--show KEY,…] [--state online|offline] [FILTER…]
 
-Lists the devices of your account: id, state, when last seen.
+Lists the devices of your account. FILTER is KEY=VALUE, KEY!=VALUE or KEY (has the property);
+all must match. They apply to user properties and to the relay's on: properties.
+
+Options:
+  --state S       only online or only offline devices
+  --props         add a column with every user property
+  --show K,…      add a column for each of these properties
+  --json          print the devices as JSON, with all properties
 `;
 
 /** A device as GET /v1/devices returns it. */
-interface ListedDevice {
+export interface ListedDevice {
   id: string;
   account: string;
   state: string;
@@ -125,35 +136,57 @@ interface ListedDevice {
   ip: string | null;
   version: string | null;
   parent: string | null;
+  hostKeys: string[];
+  props: Record<string, string>;
+}
+
+/** The devices matching filters (and a state), from the relay. */
+export async function findDevices(filterArgs: string[], state?: string): Promise<ListedDevice[]> {
+  let filters;
+  try {
+    filters = parseFilters(filterArgs);
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  const config = loadClientConfig();
+  const devices = await callApi(clientTarget(config), "GET", "/v1/devices")
+    .catch(relayFailure) as ListedDevice[];
+  return devices.filter((d) =>
+    (state === undefined || d.state === state) && matches(d.props, filters)
+  );
 }
 
 /** Entry point of `od list`. */
 export async function listCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
     json: { type: "boolean" },
+    props: { type: "boolean" },
+    show: { type: "string" },
     state: { type: "string" },
   }, LIST_USAGE);
-  if (positionals.length) throw new UsageError(`unexpected argument "${positionals[0]}"`);
   const state = str(values, "state");
   if (state !== undefined && state !== "online" && state !== "offline") {
     throw new UsageError("--state must be online or offline");
   }
-  const config = loadClientConfig();
-  const devices = (await callApi(clientTarget(config), "GET", "/v1/devices")
-    .catch(relayFailure) as ListedDevice[])
-    .filter((d) => state === undefined || d.state === state);
+  const devices = await findDevices(positionals, state);
   if (values.json) {
     printJson(devices);
     return 0;
   }
+  const shown = (str(values, "show") ?? "").split(",").filter((k) => k !== "");
+  const userProps = (d: ListedDevice) =>
+    Object.entries(d.props).filter(([k]) => !k.startsWith("on:")).map(([k, v]) => `${k}=${v}`)
+      .join(" ");
+  const extra = [...shown.map((k) => k.toUpperCase()), ...(values.props ? ["PROPS"] : [])];
   printTable(
-    ["DEVICE", "STATE", "LAST SEEN", "VERSION", "PARENT"],
+    ["DEVICE", "STATE", "LAST SEEN", "PARENT", ...extra],
     devices.map((d) => [
       d.id,
       d.state,
       d.state === "online" ? "now" : ago(d.lastSeen ? Date.parse(d.lastSeen) : null),
-      d.version ?? "",
       d.parent ?? "",
+      ...shown.map((k) => d.props[k] ?? ""),
+      ...(values.props ? [userProps(d)] : []),
     ]),
   );
   return 0;

@@ -4,7 +4,7 @@
  */
 import { encodeControl, encodePing, FrameType } from "../protocol/frame.ts";
 import { generateCredential } from "../protocol/keys.ts";
-import { callApi, dialLink, RelayError, type RelayTarget } from "../transport/dial.ts";
+import { dialLink, RelayError, type RelayTarget } from "../transport/dial.ts";
 import { CloseCode } from "../transport/link.ts";
 import { OdError } from "../cli/errors.ts";
 import { log } from "../cli/log.ts";
@@ -13,6 +13,11 @@ import { type DaemonState, loadState, saveState } from "./state.ts";
 import { DeviceLink } from "./device_link.ts";
 import { DEFAULT_SERVICES, parseTarget, type ServiceTarget } from "./services.ts";
 import { readHostKeys } from "./host_keys.ts";
+import { machineFingerprint } from "./fingerprint.ts";
+import { becomeClone, enrollDevice, type EnrollEnv } from "./enroll.ts";
+import { LocalProps } from "./props_store.ts";
+import { PropsSync } from "./props_sync.ts";
+import { ensureSoleDaemon, serveLocalApi } from "./local_api.ts";
 
 /** Options for runDaemon; anything unset comes from the state directory. */
 export interface DaemonOptions {
@@ -33,22 +38,80 @@ const BACKOFF_MAX_MS = 30_000;
 const STABLE_MS = 30_000; // a link that lived this long resets the backoff
 const HOST_KEY_RECHECK_MS = 60_000; // rotating sshd keys is rare; a minute's delay is harmless
 
+/** Equal jitter: half the exponential delay, plus a random part of the other half. */
+function backoff(attempt: number): number {
+  const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt, 16));
+  return cap / 2 + Math.random() * (cap / 2);
+}
+
+function sleeper(signal?: AbortSignal) {
+  return (ms: number) =>
+    new Promise<void>((resolve) => {
+      const timer = setTimeout(done, ms);
+      function done() {
+        clearTimeout(timer);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      }
+      signal?.addEventListener("abort", done, { once: true });
+    });
+}
+
+/** Everything one running daemon shares across its links. */
+interface Runtime {
+  state: DaemonState;
+  services: Map<string, ServiceTarget>;
+  props: LocalProps;
+  env: EnrollEnv;
+  options: DaemonOptions;
+  sync: PropsSync | null;
+}
+
 /** Runs until the signal aborts. Throws OdError only for problems retrying cannot fix. */
 export async function runDaemon(options: DaemonOptions): Promise<void> {
-  const state = await prepareState(options);
-  const services = new Map<string, ServiceTarget>(
-    Object.entries(state.services!).map(([name, spec]) => [name, parseTarget(spec, name)]),
-  );
+  await ensureSoleDaemon(options.stateDir);
+  const state = loadOrCreateState(options);
+  const sleep = sleeper(options.signal);
+  const env: EnrollEnv = {
+    stateDir: options.stateDir,
+    fingerprint: await machineFingerprint(options.stateDir),
+    backoff,
+    sleep,
+    signal: options.signal,
+  };
+  if (state.cloneFrom) await becomeClone(state, env);
+  else if (!state.device) await enrollDevice(state, env);
+  const rt: Runtime = {
+    state,
+    services: new Map(
+      Object.entries(state.services!).map(([name, spec]) => [name, parseTarget(spec, name)]),
+    ),
+    props: new LocalProps(options.stateDir),
+    env,
+    options,
+    sync: null,
+  };
+  serveLocalApi({
+    stateDir: options.stateDir,
+    props: rt.props,
+    clockOffset: () => rt.state.clockOffset ?? 0,
+    onEdit: () => rt.sync?.flush(),
+    signal: options.signal,
+  });
   let attempt = 0;
   while (!options.signal?.aborted) {
     let wait: number;
     const started = Date.now();
     try {
-      await connectOnce(state, services, options);
+      await connectOnce(rt);
       attempt = Date.now() - started > STABLE_MS ? 0 : attempt + 1;
       wait = backoff(attempt);
     } catch (err) {
       if (err instanceof OdError) throw err;
+      if (err instanceof RelayError && err.cloneOf) {
+        await becomeClone(rt.state, env);
+        continue;
+      }
       attempt++;
       wait = backoff(attempt);
       if (err instanceof RelayError && err.retryAfter) wait = Math.max(wait, err.retryAfter * 1000);
@@ -57,30 +120,12 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
         retryIn: `${(wait / 1000).toFixed(1)}s`,
       });
     }
-    await sleep(wait, options.signal);
+    await sleep(wait);
   }
 }
 
-/** Equal jitter: half the exponential delay, plus a random part of the other half. */
-function backoff(attempt: number): number {
-  const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt, 16));
-  return cap / 2 + Math.random() * (cap / 2);
-}
-
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(done, ms);
-    function done() {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
-
-/** Loads or creates the state and makes sure the device is enrolled. */
-async function prepareState(options: DaemonOptions): Promise<DaemonState> {
+/** Loads the state, or creates one for a first run; applies the options given now. */
+function loadOrCreateState(options: DaemonOptions): DaemonState {
   let state = loadState(options.stateDir);
   if (state?.device && options.id && options.id.toLowerCase() !== state.device) {
     throw new OdError(
@@ -114,54 +159,96 @@ async function prepareState(options: DaemonOptions): Promise<DaemonState> {
   }
   // Saved before enrolling: the credential must be on disk before the relay learns it.
   saveState(options.stateDir, state);
-  if (!state.device) await enroll(options, state);
   return state;
 }
 
-async function enroll(options: DaemonOptions, state: DaemonState): Promise<void> {
-  const target: RelayTarget = { url: state.relay, secret: state.enrollKey ?? "", ca: state.ca };
-  let attempt = 0;
-  while (!options.signal?.aborted) {
-    try {
-      const answer = await callApi(target, "POST", "/v1/enroll", {
-        credential: state.credential,
-        id: state.requestedId ?? null,
-      }) as { device: string; account: string };
-      state.device = answer.device;
-      state.account = answer.account;
-      delete state.enrollKey;
-      delete state.requestedId;
-      saveState(options.stateDir, state);
-      log.info("enrolled", { device: answer.device, account: answer.account });
-      return;
-    } catch (err) {
-      if (!(err instanceof RelayError)) throw err;
-      if ([400, 401, 403, 409].includes(err.status)) {
-        throw new OdError(`cannot enrol with relay ${state.relay}: ${err.message}`);
-      }
-      attempt++;
-      const wait = Math.max(backoff(attempt), (err.retryAfter ?? 0) * 1000);
-      log.warn("cannot enrol yet", { error: err.message, retryIn: `${(wait / 1000).toFixed(1)}s` });
-      await sleep(wait, options.signal);
-    }
+/** Handles CONTROL messages after hello: property sync and renames. */
+function onControl(rt: Runtime, message: Record<string, unknown>): void {
+  if (rt.sync?.handle(message)) return;
+  if (message.t === "renamed" && typeof message.device === "string") {
+    log.info("renamed by the relay", { from: rt.state.device, to: message.device });
+    rt.state.device = message.device;
+    saveState(rt.options.stateDir, rt.state);
   }
 }
 
+/** After hello: learn the relay's clock and send what was queued while offline. */
+function onHello(rt: Runtime, hello: Record<string, unknown>): void {
+  if (typeof hello.now === "number") {
+    const offset = Math.round(hello.now - Date.now());
+    if (Math.abs(offset - (rt.state.clockOffset ?? 0)) > 1000) {
+      rt.state.clockOffset = offset;
+      saveState(rt.options.stateDir, rt.state);
+    }
+  }
+  if (typeof hello.device === "string" && hello.device !== rt.state.device) {
+    rt.state.device = hello.device; // renamed while this daemon was away
+    saveState(rt.options.stateDir, rt.state);
+  }
+  log.info("connected to relay", {
+    device: hello.device,
+    account: hello.account,
+    relay: rt.state.relay,
+  });
+  rt.sync?.flush();
+}
+
 /** One connection: resolves when the link closes, throws if it cannot be opened. */
-async function connectOnce(
-  state: DaemonState,
-  services: Map<string, ServiceTarget>,
-  options: DaemonOptions,
-): Promise<void> {
-  const target: RelayTarget = { url: state.relay, secret: state.credential, ca: state.ca };
+async function connectOnce(rt: Runtime): Promise<void> {
+  const { state, options } = rt;
+  const target: RelayTarget = {
+    url: state.relay,
+    secret: state.credential,
+    ca: state.ca,
+    headers: { "x-od-fingerprint": rt.env.fingerprint },
+  };
   const link = await dialLink(target, "/v1/device");
-  const device = new DeviceLink(link, services);
+  const device = new DeviceLink(link, rt.services);
+  rt.sync = new PropsSync(link, rt.props);
+  device.onControl = (m) => onControl(rt, m);
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     link.onClose = (code, reason) => resolve({ code, reason });
   });
   const abort = () => link.close(CloseCode.GOING_AWAY, "the daemon is stopping");
   options.signal?.addEventListener("abort", abort, { once: true });
-  const keepaliveMs = (options.keepalive ?? 15) * 1000;
+  const timers = startTimers(rt, device);
+  try {
+    const hello = await Promise.race([device.hello, closed.then(() => null)]);
+    if (hello) onHello(rt, hello);
+    const { code, reason } = await closed;
+    if (!options.signal?.aborted) {
+      log.warn("link to relay closed", { code, reason: reason || undefined });
+    }
+  } finally {
+    timers.forEach(clearInterval);
+    options.signal?.removeEventListener("abort", abort);
+    device.closeStreams();
+    rt.sync = null;
+  }
+}
+
+/** Sends info now and on host key changes, and keepalive pings; returns the timers. */
+function startTimers(rt: Runtime, device: DeviceLink) {
+  const { link } = device;
+  let hostKeys = readHostKeys(rt.state.hostKeyFiles);
+  const sendInfo = () =>
+    link.send(encodeControl({
+      t: "info",
+      version: VERSION,
+      services: [...rt.services.keys()],
+      hostKeys,
+      hostname: Deno.hostname(),
+    }));
+  sendInfo();
+  // sshd host keys can be rotated while the daemon runs; report changes so pins follow.
+  const keyWatch = setInterval(() => {
+    const now = readHostKeys(rt.state.hostKeyFiles);
+    if (now.join("\n") !== hostKeys.join("\n")) {
+      hostKeys = now;
+      sendInfo();
+    }
+  }, HOST_KEY_RECHECK_MS);
+  const keepaliveMs = (rt.options.keepalive ?? 15) * 1000;
   const pinger = setInterval(() => {
     if (Date.now() - device.lastFrameAt > 3 * keepaliveMs) {
       log.warn("relay stopped answering; reconnecting", {
@@ -172,41 +259,5 @@ async function connectOnce(
     }
     link.send(encodePing(FrameType.PING, crypto.getRandomValues(new Uint8Array(8))));
   }, keepaliveMs);
-  let hostKeys = readHostKeys(state.hostKeyFiles);
-  const sendInfo = () =>
-    link.send(encodeControl({
-      t: "info",
-      version: VERSION,
-      services: [...services.keys()],
-      hostKeys,
-      hostname: Deno.hostname(),
-    }));
-  // sshd host keys can be rotated while the daemon runs; report changes so pins follow.
-  const keyWatch = setInterval(() => {
-    const now = readHostKeys(state.hostKeyFiles);
-    if (now.join("\n") !== hostKeys.join("\n")) {
-      hostKeys = now;
-      sendInfo();
-    }
-  }, HOST_KEY_RECHECK_MS);
-  try {
-    sendInfo();
-    const hello = await Promise.race([device.hello, closed.then(() => null)]);
-    if (hello) {
-      log.info("connected to relay", {
-        device: hello.device,
-        account: hello.account,
-        relay: state.relay,
-      });
-    }
-    const { code, reason } = await closed;
-    if (!options.signal?.aborted) {
-      log.warn("link to relay closed", { code, reason: reason || undefined });
-    }
-  } finally {
-    clearInterval(pinger);
-    clearInterval(keyWatch);
-    options.signal?.removeEventListener("abort", abort);
-    device.closeStreams();
-  }
+  return [keyWatch, pinger];
 }

@@ -32,6 +32,9 @@ export class DeviceLink {
   #cancelled = new Set<number>(); // streams reset while still dialling
   #resolveHello!: (m: Record<string, unknown>) => void;
 
+  /** Called with CONTROL messages other than hello. */
+  onControl: (message: Record<string, unknown>) => void = () => {};
+
   constructor(link: FrameLink, services: Map<string, ServiceTarget>) {
     this.link = link;
     this.#services = services;
@@ -60,6 +63,7 @@ export class DeviceLink {
         return this.#open(frame.stream, frame.service, frame.from);
       case FrameType.CONTROL:
         if (frame.message.t === "hello") this.#resolveHello(frame.message);
+        else this.onControl(frame.message);
         return;
       case FrameType.PING:
         return this.link.send(encodePing(FrameType.PONG, frame.nonce));

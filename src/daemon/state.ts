@@ -23,6 +23,10 @@ export interface DaemonState {
   /** Only until enrolled: the account's device key and the id asked for. */
   enrollKey?: string;
   requestedId?: string;
+  /** While re-enrolling a copied state: the original's credential, proof of where it came from. */
+  cloneFrom?: string;
+  /** Relay clock minus local clock (ms) at the last connection; corrects property times. */
+  clockOffset?: number;
   /** Services and host key files from the last run that named them. */
   services?: Record<string, string>;
   hostKeyFiles?: string[];

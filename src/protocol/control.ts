@@ -1,14 +1,22 @@
 /**
  * CONTROL messages: JSON objects with a `t` field, on stream 0 of a device link.
  *
- *   relay → daemon  {t:"hello", device, account}          after the link is up
+ *   relay → daemon  {t:"hello", device, account, now}     after the link is up; `now` lets
+ *                                                          the daemon correct its clock
  *   daemon → relay  {t:"info", version, services, hostKeys, hostname}
+ *   daemon → relay  {t:"props", seq, changes:[{k, v|null, at}]}   changes made on the device
+ *   relay → daemon  {t:"props-ack", seq, rejected:[k]}     applied (or refused) up to seq
+ *   relay → daemon  {t:"props-state", full, last, props:{k:{v, at}}}  the relay's values:
+ *                   full after each connect (replacing the daemon's copy), else client edits
+ *   relay → daemon  {t:"renamed", device}                  the device has a new id
+ *   relay → client  {t:"device", id, account, hostKeys}    on a client link, before OPENED
  *
  * Parsers here validate and bound everything a peer controls; unknown fields are ignored and
  * unknown `t` values are skipped by receivers, so either side can add messages.
  */
 import { ProtocolError } from "./frame.ts";
 import { serviceProblem } from "./names.ts";
+import { MAX_KEY, MAX_VALUE_BYTES, type PropChange } from "./props.ts";
 
 /** What a daemon reports about itself. */
 export interface DeviceInfo {
@@ -52,5 +60,36 @@ export function parseInfo(message: Record<string, unknown>): DeviceInfo {
     services,
     hostKeys,
     hostname: boundedString(message.hostname ?? "", "hostname", 255),
+  };
+}
+
+const MAX_CHANGES = 512; // a frame holds far fewer; this bounds the loop before the frame does
+
+/** Validates a daemon's `props` message: shapes and sizes only, not key rules. */
+export function parsePropsMessage(message: Record<string, unknown>): {
+  seq: number;
+  changes: PropChange[];
+} {
+  const { seq, changes } = message;
+  if (typeof seq !== "number" || !Number.isSafeInteger(seq) || seq < 0) {
+    throw new ProtocolError("Malformed props message: seq must be a non-negative integer");
+  }
+  if (!Array.isArray(changes) || changes.length > MAX_CHANGES) {
+    throw new ProtocolError(
+      `Malformed props message: changes must be a list of at most ${MAX_CHANGES}`,
+    );
+  }
+  return {
+    seq,
+    changes: changes.map((c) => {
+      if (
+        typeof c !== "object" || c === null || typeof c.k !== "string" || c.k.length > MAX_KEY ||
+        !(c.v === null || (typeof c.v === "string" && c.v.length <= MAX_VALUE_BYTES)) ||
+        typeof c.at !== "number" || !Number.isFinite(c.at)
+      ) {
+        throw new ProtocolError("Malformed props message: a change must be {k, v, at}");
+      }
+      return { k: c.k, v: c.v, at: c.at };
+    }),
   };
 }

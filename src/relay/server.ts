@@ -4,25 +4,20 @@
  * after the abort signal has fired and every connection is closed.
  */
 import { Store } from "../store/store.ts";
-import {
-  CLIENT_STREAM,
-  encodeControl,
-  encodeReset,
-  ResetCode,
-  SUBPROTOCOL,
-} from "../protocol/frame.ts";
-import { serviceProblem } from "../protocol/names.ts";
-import { CloseCode, WebSocketLink } from "../transport/link.ts";
+import { SUBPROTOCOL } from "../protocol/frame.ts";
+import { CloseCode } from "../transport/link.ts";
 import { log } from "../cli/log.ts";
-import { ago } from "../cli/output.ts";
 import { VERSION } from "../version.ts";
-import { checkProtocol, errorResponse, HttpError, isUpgrade, json } from "./http.ts";
+import { errorResponse, HttpError, json } from "./http.ts";
 import { Authenticator } from "./auth.ts";
 import { FailureLimiter } from "./ratelimit.ts";
 import { Hub } from "./hub.ts";
-import { DeviceSession } from "./device_session.ts";
-import { RelayStream } from "./tunnel.ts";
-import { deviceView, enroll, getDevice, listDevices, resolveDevice, whoami } from "./api.ts";
+import { EventBus } from "./events.ts";
+import type { RelayContext } from "./context.ts";
+import { getDevice, listDevices, patchProps, removeDevice, renameDevice, whoami } from "./api.ts";
+import { clone, enroll } from "./enroll.ts";
+import { deviceLink, tunnel } from "./connect.ts";
+import { streamEvents } from "./events_api.ts";
 
 /** Options for runRelay. */
 export interface RelayOptions {
@@ -33,6 +28,8 @@ export interface RelayOptions {
   signal?: AbortSignal;
   /** Streams open at once per device (default 1024). */
   maxStreamsPerDevice?: number;
+  /** Days events are kept (default 30). */
+  eventRetentionDays?: number;
 }
 
 /** A running relay. */
@@ -44,7 +41,8 @@ export interface RunningRelay {
 
 const SEEN_FLUSH_MS = 60_000; // how stale on:lastSeen may get in the store after a crash
 const WATCH_MS = 1_000; // how quickly revocations made by `od admin` take effect
-const WS_IDLE_TIMEOUT_S = 30; // WebSocket-level ping: a silent peer is dropped within ~60 s
+const PRUNE_MS = 3_600_000; // retention is in days; hourly pruning is plenty
+const DAY_MS = 86_400_000;
 
 /** Starts a relay; resolves when it is listening. */
 export function runRelay(options: RelayOptions): Promise<RunningRelay> {
@@ -52,7 +50,14 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
   const hub = new Hub();
   const auth = new Authenticator(store, new FailureLimiter());
   const limits = { maxStreams: options.maxStreamsPerDevice ?? 1024 };
-  const ctx: Context = { store, hub, auth, limits };
+  const ctx: RelayContext = { store, hub, auth, limits, events: new EventBus(store) };
+  const retentionMs = (options.eventRetentionDays ?? 30) * DAY_MS;
+  const prune = () => {
+    const before = Date.now() - retentionMs;
+    store.events.prune(before);
+    store.props.pruneTombstones(before);
+  };
+  prune();
 
   const server = Deno.serve({
     hostname: options.hostname,
@@ -68,6 +73,7 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
 
   const timers = [
     setInterval(() => flushSeen(ctx), SEEN_FLUSH_MS),
+    setInterval(prune, PRUNE_MS),
     watchRevocations(ctx),
   ];
   options.signal?.addEventListener("abort", () => {
@@ -87,14 +93,7 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
   return Promise.resolve({ addr, url, finished });
 }
 
-interface Context {
-  store: Store;
-  hub: Hub;
-  auth: Authenticator;
-  limits: { maxStreams: number };
-}
-
-async function handle(ctx: Context, req: Request, remote: Deno.NetAddr): Promise<Response> {
+async function handle(ctx: RelayContext, req: Request, remote: Deno.NetAddr): Promise<Response> {
   const ip = remote.hostname;
   try {
     return await route(ctx, req, ip);
@@ -105,23 +104,33 @@ async function handle(ctx: Context, req: Request, remote: Deno.NetAddr): Promise
   }
 }
 
-async function route(ctx: Context, req: Request, ip: string): Promise<Response> {
-  const { pathname } = new URL(req.url);
+async function route(ctx: RelayContext, req: Request, ip: string): Promise<Response> {
+  const { pathname, searchParams } = new URL(req.url);
   const method = req.method;
+  const client = () => ctx.auth.key(req, ip, ["client", "full"]);
   if (pathname === "/v1/health" && method === "GET") {
     return json({ ok: true, version: VERSION, protocol: SUBPROTOCOL });
   }
   if (pathname === "/v1/device" && method === "GET") return deviceLink(ctx, req, ip);
   if (pathname === "/v1/tunnel" && method === "GET") return tunnel(ctx, req, ip);
   if (pathname === "/v1/enroll" && method === "POST") {
-    return await enroll(ctx.store, ctx.auth.key(req, ip, ["device", "full"]), req);
+    return await enroll(ctx, ctx.auth.key(req, ip, ["device", "full"]), req);
   }
-  if (pathname === "/v1/devices" && method === "GET") {
-    return listDevices(ctx.store, ctx.hub, ctx.auth.key(req, ip, ["client", "full"]));
+  if (pathname === "/v1/clone" && method === "POST") {
+    return await clone(ctx, ctx.auth.device(req, ip), req);
   }
-  const one = /^\/v1\/devices\/([^/]+)$/.exec(pathname);
-  if (one && method === "GET") {
-    return getDevice(ctx.store, ctx.hub, ctx.auth.key(req, ip, ["client", "full"]), one[1]);
+  if (pathname === "/v1/devices" && method === "GET") return listDevices(ctx, client());
+  if (pathname === "/v1/events" && method === "GET") return streamEvents(ctx, client(), req);
+  const m = /^\/v1\/devices\/([^/]+)(\/props|\/rename)?$/.exec(pathname);
+  if (m) {
+    const ref = decodeURIComponent(m[1]);
+    if (!m[2] && method === "GET") return getDevice(ctx, client(), ref);
+    if (m[2] === "/props" && method === "PATCH") return await patchProps(ctx, client(), ref, req);
+    const full = () => ctx.auth.key(req, ip, ["full"]);
+    if (m[2] === "/rename" && method === "POST") return await renameDevice(ctx, full(), ref, req);
+    if (!m[2] && method === "DELETE") {
+      return removeDevice(ctx, full(), ref, searchParams.get("force") === "1");
+    }
   }
   if (pathname === "/v1/whoami" && method === "GET") {
     return whoami(ctx.auth.key(req, ip, ["client", "device", "full"]));
@@ -132,118 +141,12 @@ async function route(ctx: Context, req: Request, ip: string): Promise<Response> 
   throw new HttpError(404, `no such endpoint: ${method} ${pathname}`);
 }
 
-/** Checks that a WebSocket endpoint was asked for an upgrade with our protocol. */
-function upgradeCheck(req: Request): void {
-  checkProtocol(req);
-  if (!isUpgrade(req)) {
-    // The client's diagnostic GET after a failed upgrade ends here when nothing else is wrong.
-    throw new HttpError(400, "this endpoint needs a WebSocket upgrade");
-  }
-}
-
-function deviceLink(ctx: Context, req: Request, ip: string): Response {
-  checkProtocol(req);
-  const device = ctx.auth.device(req, ip);
-  upgradeCheck(req);
-  const { socket, response } = Deno.upgradeWebSocket(req, {
-    protocol: SUBPROTOCOL,
-    idleTimeout: WS_IDLE_TIMEOUT_S,
-  });
-  const link = new WebSocketLink(socket);
-  const session = new DeviceSession(device, link, {
-    ip,
-    limits: ctx.limits,
-    hooks: {
-      onInfo(s, info) {
-        ctx.store.devices.setInfo(s.record.rowid, info);
-      },
-      onClose(s, code, reason) {
-        if (ctx.hub.detach(s)) {
-          ctx.store.devices.markSeen(s.record.rowid, { at: Date.now() });
-          log.info("device disconnected", {
-            device: s.record.name,
-            account: s.record.account,
-            code,
-            reason,
-          });
-        }
-      },
-    },
-  });
-  ctx.hub.attach(session);
-  ctx.store.devices.markSeen(device.rowid, { at: Date.now(), ip });
-  session.hello();
-  log.info("device connected", { device: device.name, account: device.account, ip });
-  return response;
-}
-
-function tunnel(ctx: Context, req: Request, ip: string): Response {
-  checkProtocol(req);
-  const key = ctx.auth.key(req, ip, ["client", "full"]);
-  const params = new URL(req.url).searchParams;
-  const deviceParam = params.get("device") ?? "";
-  const service = params.get("service") ?? "";
-  const record = resolveDevice(ctx.store, key, deviceParam);
-  if (serviceProblem(service)) throw new HttpError(400, serviceProblem(service)!);
-  const shown = deviceParam.toLowerCase();
-  const session = ctx.hub.get(record.rowid);
-  if (!session) {
-    const seen = record.lastSeen === null ? "never connected" : `last seen ${ago(record.lastSeen)}`;
-    throw new HttpError(503, `device "${shown}" is offline (${seen})`);
-  }
-  if (session.streamCount >= ctx.limits.maxStreams) {
-    throw new HttpError(503, `device "${shown}" has too many open tunnels; try again later`, {
-      "retry-after": "5",
-    });
-  }
-  upgradeCheck(req);
-  const { socket, response } = Deno.upgradeWebSocket(req, {
-    protocol: SUBPROTOCOL,
-    idleTimeout: WS_IDLE_TIMEOUT_S,
-  });
-  const link = new WebSocketLink(socket);
-  // Who the device is and its sshd host keys, so od pipe can pin them before ssh checks.
-  const view = deviceView(ctx.hub, record);
-  link.send(
-    encodeControl({ t: "device", id: view.id, account: view.account, hostKeys: view.hostKeys }),
-  );
-  const stream = new RelayStream(link, {
-    accountId: key.accountId,
-    keyId: key.id,
-    device: shown,
-    service,
-    from: ip,
-  });
-  ctx.hub.addTunnel(stream);
-  stream.onEnd = (end) => {
-    ctx.hub.removeTunnel(stream);
-    log.info("tunnel closed", {
-      device: shown,
-      service,
-      key: key.id,
-      ip,
-      result: end.result,
-      reason: end.reason || undefined,
-      up: end.bytesUp,
-      down: end.bytesDown,
-      ms: end.durationMs,
-    });
-  };
-  if (!session.open(stream)) {
-    link.send(
-      encodeReset(CLIENT_STREAM, ResetCode.LIMIT, `device "${shown}" has too many open tunnels`),
-    );
-    link.close(CloseCode.LIMIT, "too many tunnels");
-  }
-  return response;
-}
-
-function flushSeen(ctx: Context): void {
+function flushSeen(ctx: RelayContext): void {
   const now = Date.now();
   for (const s of ctx.hub.sessions()) ctx.store.devices.markSeen(s.record.rowid, { at: now });
 }
 
-function watchRevocations(ctx: Context): ReturnType<typeof setInterval> {
+function watchRevocations(ctx: RelayContext): ReturnType<typeof setInterval> {
   const started = Date.now();
   const handled = new Set<string>();
   let version = ctx.store.dataVersion();

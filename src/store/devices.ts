@@ -16,6 +16,8 @@ export interface DeviceRecord {
   version: string | null;
   services: string[];
   hostKeys: string[];
+  /** The machine identity the device enrolled from (see src/daemon/fingerprint.ts). */
+  fingerprint: string | null;
 }
 
 /** What enrolling needs to know. */
@@ -26,6 +28,7 @@ export interface EnrollRequest {
   credentialHash: Uint8Array;
   enrolledBy: string;
   parent?: string | null;
+  fingerprint?: string | null;
 }
 
 interface DeviceRow {
@@ -40,10 +43,11 @@ interface DeviceRow {
   version: string | null;
   services: string;
   host_keys: string;
+  fingerprint: string | null;
 }
 
 const SELECT = `SELECT d.id, d.account_id, a.name AS account, d.name, d.parent, d.created_at,
-  d.last_seen, d.last_ip, d.version, d.services, d.host_keys
+  d.last_seen, d.last_ip, d.version, d.services, d.host_keys, d.fingerprint
   FROM devices d JOIN accounts a ON a.id = d.account_id`;
 
 const ID_ALPHABET = "abcdefghijkmnpqrstuvwxyz23456789"; // no l, o, 0, 1: ids are read aloud
@@ -77,7 +81,16 @@ function toDevice(row: DeviceRow): DeviceRecord {
     version: row.version,
     services: parseList(row.services),
     hostKeys: parseList(row.host_keys),
+    fingerprint: row.fingerprint,
   };
+}
+
+/** A credential presented from another machine than the one it was enrolled on. */
+export class CloneDetected extends Error {
+  override name = "CloneDetected";
+  constructor(readonly original: DeviceRecord) {
+    super(`device "${original.name}" was copied to another machine`);
+  }
 }
 
 /** Queries on devices. */
@@ -98,6 +111,9 @@ export class Devices {
         if (existing.accountId !== req.accountId) {
           throw new ConflictError("that device credential belongs to another account");
         }
+        if (req.fingerprint && existing.fingerprint && req.fingerprint !== existing.fingerprint) {
+          throw new CloneDetected(existing);
+        }
         return { device: existing, created: false };
       }
       let name = req.name;
@@ -106,11 +122,40 @@ export class Devices {
       }
       while (name === null || this.get(req.accountId, name)) name = randomDeviceId();
       this.#db.prepare(
-        `INSERT INTO devices (account_id, name, credential_hash, enrolled_by, parent, created_at)
-         VALUES (?, ?, ?, ?, ?, ?)`,
-      ).run(req.accountId, name, req.credentialHash, req.enrolledBy, req.parent ?? null, now);
+        `INSERT INTO devices (account_id, name, credential_hash, enrolled_by, parent, created_at,
+         fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        req.accountId,
+        name,
+        req.credentialHash,
+        req.enrolledBy,
+        req.parent ?? null,
+        now,
+        req.fingerprint ?? null,
+      );
       return { device: this.get(req.accountId, name)!, created: true };
     });
+  }
+
+  /** Records the machine identity of a device that enrolled before identities existed. */
+  setFingerprint(rowid: number, fingerprint: string): void {
+    this.#db.prepare("UPDATE devices SET fingerprint = ? WHERE id = ? AND fingerprint IS NULL")
+      .run(fingerprint, rowid);
+  }
+
+  /** Renames a device; throws ConflictError if the account already has the new name. */
+  rename(rowid: number, accountId: number, name: string): void {
+    transaction(this.#db, () => {
+      if (this.get(accountId, name)) {
+        throw new ConflictError(`device "${name}" already exists in this account`);
+      }
+      this.#db.prepare("UPDATE devices SET name = ? WHERE id = ?").run(name, rowid);
+    });
+  }
+
+  /** Deletes a device with its properties. */
+  remove(rowid: number): void {
+    this.#db.prepare("DELETE FROM devices WHERE id = ?").run(rowid);
   }
 
   /** The device holding a credential, or null. */

@@ -37,4 +37,24 @@ export const MIGRATIONS: readonly string[] = [
     UNIQUE (account_id, name)
   );
   `,
+  // 2: properties (last write wins per key, with tombstones), the event log, clone identity
+  `
+  CREATE TABLE props (
+    device_id   INTEGER NOT NULL REFERENCES devices(id) ON DELETE CASCADE,
+    key         TEXT    NOT NULL,
+    value       TEXT,
+    updated_at  INTEGER NOT NULL,
+    PRIMARY KEY (device_id, key)
+  ) WITHOUT ROWID;
+  CREATE TABLE events (
+    id          INTEGER PRIMARY KEY,
+    account_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    device      TEXT    NOT NULL,
+    type        TEXT    NOT NULL,
+    data        TEXT    NOT NULL DEFAULT '{}',
+    at          INTEGER NOT NULL
+  );
+  CREATE INDEX events_account ON events(account_id, id);
+  ALTER TABLE devices ADD COLUMN fingerprint TEXT;
+  `,
 ];

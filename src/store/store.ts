@@ -3,17 +3,23 @@ import type { DatabaseSync } from "node:sqlite";
 import { integrityCheck, openDatabase } from "./db.ts";
 import { Accounts } from "./accounts.ts";
 import { Devices } from "./devices.ts";
+import { Props } from "./props.ts";
+import { Events } from "./events.ts";
 
 /** An open store; close it when done. */
 export class Store {
   readonly accounts: Accounts;
   readonly devices: Devices;
+  readonly props: Props;
+  readonly events: Events;
   readonly #db: DatabaseSync;
 
   private constructor(db: DatabaseSync) {
     this.#db = db;
     this.accounts = new Accounts(db);
     this.devices = new Devices(db);
+    this.props = new Props(db);
+    this.events = new Events(db);
   }
 
   /** Opens the store in `dataDir`, creating and migrating it as needed. */

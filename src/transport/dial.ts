@@ -18,6 +18,8 @@ export interface RelayTarget {
   secret: string;
   /** PEM text of a CA to trust in addition to the system's. */
   ca?: string;
+  /** Extra request headers (the daemon's machine fingerprint). */
+  headers?: Record<string, string>;
 }
 
 /** A refusal or failure reaching the relay, with the relay's sentence when it gave one. */
@@ -29,6 +31,8 @@ export class RelayError extends Error {
     readonly status: number,
     /** Seconds the relay asked us to wait (429 and some 503s). */
     readonly retryAfter: number | null = null,
+    /** For a copied device state: the device it was copied from (header x-od-clone-of). */
+    readonly cloneOf: string | null = null,
   ) {
     super(message);
   }
@@ -55,7 +59,11 @@ export function closeHttpClients(): void {
 }
 
 function headers(target: RelayTarget): Record<string, string> {
-  return { authorization: `Bearer ${target.secret}`, "x-od-protocol": SUBPROTOCOL };
+  return {
+    ...target.headers,
+    authorization: `Bearer ${target.secret}`,
+    "x-od-protocol": SUBPROTOCOL,
+  };
 }
 
 function unreachable(target: RelayTarget, err: unknown): RelayError {
@@ -117,7 +125,12 @@ function refusal(target: RelayTarget, res: Response, parsed: unknown, text: stri
     : `relay at ${target.url} answered HTTP ${res.status}${
       text ? `: ${text.slice(0, 100).trim()}` : ""
     }`;
-  return new RelayError(message, res.status, Number.isFinite(retry) && retry > 0 ? retry : null);
+  return new RelayError(
+    message,
+    res.status,
+    Number.isFinite(retry) && retry > 0 ? retry : null,
+    res.headers.get("x-od-clone-of"),
+  );
 }
 
 /**
@@ -195,4 +208,49 @@ interface WebSocketInit {
   protocols?: string[];
   headers?: Record<string, string>;
   client?: Deno.HttpClient;
+}
+
+/** Starts a streaming GET (JSON lines); resolves to the open response or throws RelayError. */
+export async function openStream(
+  target: RelayTarget,
+  path: string,
+  signal?: AbortSignal,
+): Promise<Response> {
+  let res: Response;
+  try {
+    res = await fetch(new URL(path, target.url), {
+      headers: headers(target),
+      client: httpClient(target.ca),
+      signal,
+    });
+  } catch (err) {
+    throw unreachable(target, err);
+  }
+  if (!res.ok) {
+    const text = await res.text();
+    let parsed: unknown = null;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      // not JSON
+    }
+    throw refusal(target, res, parsed, text);
+  }
+  return res;
+}
+
+/** Yields the non-empty lines of a streaming response body. */
+export async function* lines(res: Response): AsyncGenerator<string> {
+  const decoder = new TextDecoder();
+  let buffered = "";
+  for await (const chunk of res.body ?? []) {
+    buffered += decoder.decode(chunk, { stream: true });
+    let nl: number;
+    while ((nl = buffered.indexOf("\n")) >= 0) {
+      const line = buffered.slice(0, nl).trim();
+      buffered = buffered.slice(nl + 1);
+      if (line !== "") yield line;
+    }
+  }
+  if (buffered.trim() !== "") yield buffered.trim();
 }

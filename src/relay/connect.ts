@@ -1,0 +1,156 @@
+/**
+ * The relay's two WebSocket endpoints: `/v1/device` (a daemon's link) and `/v1/tunnel` (one
+ * client tunnel). Every check that can fail runs before the upgrade, so a refusal is an HTTP
+ * status with a JSON sentence the client can show.
+ */
+import {
+  CLIENT_STREAM,
+  encodeControl,
+  encodeReset,
+  ResetCode,
+  SUBPROTOCOL,
+} from "../protocol/frame.ts";
+import { keyProblem, valueProblem } from "../protocol/props.ts";
+import { serviceProblem } from "../protocol/names.ts";
+import { CloseCode, WebSocketLink } from "../transport/link.ts";
+import { log } from "../cli/log.ts";
+import { ago } from "../cli/output.ts";
+import { checkProtocol, HttpError, isUpgrade } from "./http.ts";
+import { DeviceSession } from "./device_session.ts";
+import { RelayStream } from "./tunnel.ts";
+import { announceProps, deviceView, resolveDevice } from "./api.ts";
+import { cloneRefusal } from "./enroll.ts";
+import type { RelayContext } from "./context.ts";
+
+const WS_IDLE_TIMEOUT_S = 30; // WebSocket-level ping: a silent peer is dropped within ~60 s
+
+/** Checks that a WebSocket endpoint was asked for an upgrade with our protocol. */
+function upgradeCheck(req: Request): void {
+  checkProtocol(req);
+  if (!isUpgrade(req)) {
+    // The client's diagnostic GET after a failed upgrade ends here when nothing else is wrong.
+    throw new HttpError(400, "this endpoint needs a WebSocket upgrade");
+  }
+}
+
+function upgrade(req: Request): { link: WebSocketLink; response: Response } {
+  const { socket, response } = Deno.upgradeWebSocket(req, {
+    protocol: SUBPROTOCOL,
+    idleTimeout: WS_IDLE_TIMEOUT_S,
+  });
+  return { link: new WebSocketLink(socket), response };
+}
+
+/** GET /v1/device: a daemon's link, authenticated by its own credential. */
+export function deviceLink(ctx: RelayContext, req: Request, ip: string): Response {
+  checkProtocol(req);
+  const device = ctx.auth.device(req, ip);
+  const fingerprint = req.headers.get("x-od-fingerprint");
+  if (fingerprint && device.fingerprint && fingerprint !== device.fingerprint) {
+    throw cloneRefusal(device);
+  }
+  upgradeCheck(req);
+  if (fingerprint && !device.fingerprint) {
+    ctx.store.devices.setFingerprint(device.rowid, fingerprint);
+  }
+  const { link, response } = upgrade(req);
+  const session = new DeviceSession(device, link, {
+    ip,
+    limits: ctx.limits,
+    hooks: {
+      onInfo(s, info) {
+        ctx.store.devices.setInfo(s.record.rowid, info);
+      },
+      onProps(s, changes) {
+        const valid = changes.filter((c) =>
+          keyProblem(c.k) === null && (c.v === null || valueProblem(c.k, c.v) === null)
+        );
+        const { applied, rejected } = ctx.store.props.apply(s.record.rowid, valid);
+        announceProps(ctx, s.record, applied, "device");
+        const refused = new Set([...rejected.map((c) => c.k)]);
+        for (const c of changes) if (!valid.includes(c)) refused.add(c.k);
+        return [...refused];
+      },
+      onClose(s, code, reason) {
+        if (!ctx.hub.detach(s)) return;
+        ctx.store.devices.markSeen(s.record.rowid, { at: Date.now() });
+        ctx.events.emit(s.record.accountId, s.record.name, "state", { state: "offline" });
+        log.info("device disconnected", {
+          device: s.record.name,
+          account: s.record.account,
+          code,
+          reason,
+        });
+      },
+    },
+  });
+  const wasOnline = ctx.hub.get(device.rowid) !== undefined;
+  ctx.hub.attach(session);
+  ctx.store.devices.markSeen(device.rowid, { at: Date.now(), ip });
+  session.hello();
+  const props = [...ctx.store.props.load(device.rowid)].map(([k, p]) => ({ k, ...p }));
+  session.pushProps(props, true);
+  if (!wasOnline) {
+    ctx.events.emit(device.accountId, device.name, "state", { state: "online", ip });
+  }
+  log.info("device connected", { device: device.name, account: device.account, ip });
+  return response;
+}
+
+/** GET /v1/tunnel?device=DEV&service=NAME: one client tunnel. */
+export function tunnel(ctx: RelayContext, req: Request, ip: string): Response {
+  checkProtocol(req);
+  const key = ctx.auth.key(req, ip, ["client", "full"]);
+  const params = new URL(req.url).searchParams;
+  const deviceParam = params.get("device") ?? "";
+  const service = params.get("service") ?? "";
+  const record = resolveDevice(ctx, key, deviceParam);
+  if (serviceProblem(service)) throw new HttpError(400, serviceProblem(service)!);
+  const shown = deviceParam.toLowerCase();
+  const session = ctx.hub.get(record.rowid);
+  if (!session) {
+    const seen = record.lastSeen === null ? "never connected" : `last seen ${ago(record.lastSeen)}`;
+    throw new HttpError(503, `device "${shown}" is offline (${seen})`);
+  }
+  if (session.streamCount >= ctx.limits.maxStreams) {
+    throw new HttpError(503, `device "${shown}" has too many open tunnels; try again later`, {
+      "retry-after": "5",
+    });
+  }
+  upgradeCheck(req);
+  const { link, response } = upgrade(req);
+  // Who the device is and its sshd host keys, so od pipe can pin them before ssh checks.
+  const view = deviceView(ctx.hub, record, {});
+  link.send(
+    encodeControl({ t: "device", id: view.id, account: view.account, hostKeys: view.hostKeys }),
+  );
+  const stream = new RelayStream(link, {
+    accountId: key.accountId,
+    keyId: key.id,
+    device: shown,
+    service,
+    from: ip,
+  });
+  ctx.hub.addTunnel(stream);
+  stream.onEnd = (end) => {
+    ctx.hub.removeTunnel(stream);
+    log.info("tunnel closed", {
+      device: shown,
+      service,
+      key: key.id,
+      ip,
+      result: end.result,
+      reason: end.reason || undefined,
+      up: end.bytesUp,
+      down: end.bytesDown,
+      ms: end.durationMs,
+    });
+  };
+  if (!session.open(stream)) {
+    link.send(
+      encodeReset(CLIENT_STREAM, ResetCode.LIMIT, `device "${shown}" has too many open tunnels`),
+    );
+    link.close(CloseCode.LIMIT, "too many tunnels");
+  }
+  return response;
+}
