@@ -22,7 +22,10 @@ export async function startRelay(
   const args = ["serve", "--listen", `127.0.0.1:${options.port ?? 0}`, "--data", dataDir];
   if (options.tls) args.push("--tls-cert", options.tls.certFile, "--tls-key", options.tls.keyFile);
   const proc = new Proc("relay", args, { env: options.env });
-  const m = await proc.waitFor(/relay listening url=(\S+)/);
+  const m = await proc.waitFor(/relay listening url=(\S+)/).catch(async (err) => {
+    await proc.stop();
+    throw err;
+  });
   let url = m[1];
   if (options.tls) url = url.replace("127.0.0.1", "localhost");
   return {
@@ -78,7 +81,10 @@ export async function startDaemon(relay: Relay, options: {
   if (relay.ca) args.push("--ca", relay.ca);
   args.push(...(options.extraArgs ?? []));
   const proc = new Proc(`daemon ${options.id}`, args);
-  await proc.waitFor(/connected to relay/);
+  await proc.waitFor(/connected to relay/).catch(async (err) => {
+    await proc.stop();
+    throw err;
+  });
   return proc;
 }
 

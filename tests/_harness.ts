@@ -39,6 +39,7 @@ export class Proc implements AsyncDisposable {
   readonly status: Promise<Deno.CommandStatus>;
   #waiters: (() => void)[] = [];
   #drained: Promise<void>[] = [];
+  #piped: boolean; // stdout piped to the caller, who may not have read it all
 
   constructor(name: string, args: string[], options: {
     env?: Record<string, string>;
@@ -61,6 +62,7 @@ export class Proc implements AsyncDisposable {
       this.#drained.push(this.#collect(this.child.stdout, (t) => (this.stdout += t)));
     }
     this.status = this.child.status;
+    this.#piped = options.stdout === "piped";
   }
 
   get pid(): number {
@@ -134,9 +136,7 @@ export class Proc implements AsyncDisposable {
       // not piped or already closed
     }
     await this.stop();
-    if (this.child.stdout && !this.#drained.length) {
-      await this.child.stdout.cancel().catch(() => {});
-    }
+    if (this.#piped) await this.child.stdout.cancel().catch(() => {});
   }
 }
 

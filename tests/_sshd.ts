@@ -70,7 +70,10 @@ async function launch(dir: string, port: number, hostKey: string): Promise<Proc>
   const proc = new Proc("sshd", ["-D", "-e", "-f", `${dir}/sshd_config`], {
     cmd: "/usr/sbin/sshd",
   });
-  await proc.waitFor(/Server listening on 127\.0\.0\.1 port \d+/, 10_000);
+  await proc.waitFor(/Server listening on 127\.0\.0\.1 port \d+/, 10_000).catch(async (err) => {
+    await proc.stop();
+    throw err;
+  });
   return proc;
 }
 

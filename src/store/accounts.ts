@@ -2,7 +2,7 @@
 import type { DatabaseSync } from "node:sqlite";
 import { generateKey, generateKeyId, type KeyRole } from "../protocol/keys.ts";
 import { hashSecret } from "./hash.ts";
-import { transaction } from "./db.ts";
+import { statement, transaction } from "./db.ts";
 
 /** An account as listed. */
 export interface Account {
@@ -75,8 +75,10 @@ export class Accounts {
   create(name: string, now = Date.now()): NewAccount {
     return transaction(this.#db, () => {
       if (this.find(name)) throw new ConflictError(`account "${name}" already exists`);
-      const { lastInsertRowid } = this.#db
-        .prepare("INSERT INTO accounts (name, created_at) VALUES (?, ?)")
+      const { lastInsertRowid } = statement(
+        this.#db,
+        "INSERT INTO accounts (name, created_at) VALUES (?, ?)",
+      )
         .run(name, now);
       const id = Number(lastInsertRowid);
       return {
@@ -89,7 +91,7 @@ export class Accounts {
 
   /** The account's row id, or null. */
   find(name: string): number | null {
-    const row = this.#db.prepare("SELECT id FROM accounts WHERE name = ?").get(name) as
+    const row = statement(this.#db, "SELECT id FROM accounts WHERE name = ?").get(name) as
       | { id: number }
       | undefined;
     return row ? row.id : null;
@@ -97,7 +99,8 @@ export class Accounts {
 
   /** All accounts with their device and key counts. */
   list(): Account[] {
-    const rows = this.#db.prepare(
+    const rows = statement(
+      this.#db,
       `SELECT a.id, a.name, a.created_at,
         (SELECT count(*) FROM devices d WHERE d.account_id = a.id) AS devices,
         (SELECT count(*) FROM keys k WHERE k.account_id = a.id AND k.revoked_at IS NULL) AS keys
@@ -114,7 +117,7 @@ export class Accounts {
 
   /** Deletes an account with its keys and devices; false if there was none. */
   remove(name: string): boolean {
-    return this.#db.prepare("DELETE FROM accounts WHERE name = ?").run(name).changes > 0;
+    return statement(this.#db, "DELETE FROM accounts WHERE name = ?").run(name).changes > 0;
   }
 
   /** Adds a key to an existing account and returns it with its secret. */
@@ -129,7 +132,8 @@ export class Accounts {
   #insertKey(accountId: number, role: KeyRole, label: string, now: number) {
     const key = generateKey(role);
     const id = generateKeyId();
-    this.#db.prepare(
+    statement(
+      this.#db,
       "INSERT INTO keys (id, account_id, role, hash, label, created_at) VALUES (?, ?, ?, ?, ?, ?)",
     ).run(id, accountId, role, hashSecret(key), label, now);
     return { id, key, role };
@@ -139,8 +143,8 @@ export class Accounts {
   listKeys(account?: string): KeyInfo[] {
     const rows =
       (account === undefined
-        ? this.#db.prepare(`${KEY_SELECT} ORDER BY k.created_at, k.id`).all()
-        : this.#db.prepare(`${KEY_SELECT} WHERE a.name = ? ORDER BY k.created_at, k.id`).all(
+        ? statement(this.#db, `${KEY_SELECT} ORDER BY k.created_at, k.id`).all()
+        : statement(this.#db, `${KEY_SELECT} WHERE a.name = ? ORDER BY k.created_at, k.id`).all(
           account,
         )) as unknown as KeyRow[];
     return rows.map(toKey);
@@ -148,14 +152,13 @@ export class Accounts {
 
   /** Marks a key revoked; false if no such unrevoked key exists. */
   revokeKey(id: string, now = Date.now()): boolean {
-    return this.#db
-      .prepare("UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
+    return statement(this.#db, "UPDATE keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL")
       .run(now, id).changes > 0;
   }
 
   /** The key a secret belongs to (revoked or not), or null. */
   findKey(secret: string): KeyInfo | null {
-    const row = this.#db.prepare(`${KEY_SELECT} WHERE k.hash = ?`).get(hashSecret(secret)) as
+    const row = statement(this.#db, `${KEY_SELECT} WHERE k.hash = ?`).get(hashSecret(secret)) as
       | KeyRow
       | undefined;
     return row ? toKey(row) : null;
@@ -163,7 +166,7 @@ export class Accounts {
 
   /** Ids of keys revoked at or after `since`, so a running relay can close their tunnels. */
   revokedSince(since: number): string[] {
-    const rows = this.#db.prepare("SELECT id FROM keys WHERE revoked_at >= ?").all(since) as {
+    const rows = statement(this.#db, "SELECT id FROM keys WHERE revoked_at >= ?").all(since) as {
       id: string;
     }[];
     return rows.map((r) => r.id);
@@ -171,6 +174,6 @@ export class Accounts {
 
   /** Records that a key was used; called at most once a minute per key by the relay. */
   touchKey(id: string, now = Date.now()): void {
-    this.#db.prepare("UPDATE keys SET last_used_at = ? WHERE id = ?").run(now, id);
+    statement(this.#db, "UPDATE keys SET last_used_at = ? WHERE id = ?").run(now, id);
   }
 }

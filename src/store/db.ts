@@ -4,7 +4,7 @@
  * and a running relay use it at once, and synchronous=FULL makes every commit durable, so the
  * store survives kill -9 and power loss alike.
  */
-import { DatabaseSync } from "node:sqlite";
+import { DatabaseSync, type StatementSync } from "node:sqlite";
 import { MIGRATIONS } from "./schema.ts";
 
 /** The store file's name inside the data directory. */
@@ -92,4 +92,19 @@ export function integrityCheck(db: DatabaseSync): string {
 
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
+}
+
+const statements = new WeakMap<DatabaseSync, Map<string, StatementSync>>();
+
+/**
+ * The prepared statement for `sql`, prepared once per database. Preparing on every query costs
+ * native memory that V8 does not see until it collects the statement, which under enrolment or
+ * reconnect churn grows the relay by megabytes.
+ */
+export function statement(db: DatabaseSync, sql: string): StatementSync {
+  let cache = statements.get(db);
+  if (!cache) statements.set(db, cache = new Map());
+  let stmt = cache.get(sql);
+  if (!stmt) cache.set(sql, stmt = db.prepare(sql));
+  return stmt;
 }

@@ -1,6 +1,6 @@
 /** Enrolled devices: identity, credential hash and what they last reported. */
 import type { DatabaseSync } from "node:sqlite";
-import { transaction } from "./db.ts";
+import { statement, transaction } from "./db.ts";
 import { ConflictError } from "./accounts.ts";
 
 /** A device as stored. */
@@ -121,7 +121,8 @@ export class Devices {
         throw new ConflictError(`device "${name}" already exists in this account`);
       }
       while (name === null || this.get(req.accountId, name)) name = randomDeviceId();
-      this.#db.prepare(
+      statement(
+        this.#db,
         `INSERT INTO devices (account_id, name, credential_hash, enrolled_by, parent, created_at,
          fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?)`,
       ).run(
@@ -139,7 +140,7 @@ export class Devices {
 
   /** Records the machine identity of a device that enrolled before identities existed. */
   setFingerprint(rowid: number, fingerprint: string): void {
-    this.#db.prepare("UPDATE devices SET fingerprint = ? WHERE id = ? AND fingerprint IS NULL")
+    statement(this.#db, "UPDATE devices SET fingerprint = ? WHERE id = ? AND fingerprint IS NULL")
       .run(fingerprint, rowid);
   }
 
@@ -149,18 +150,18 @@ export class Devices {
       if (this.get(accountId, name)) {
         throw new ConflictError(`device "${name}" already exists in this account`);
       }
-      this.#db.prepare("UPDATE devices SET name = ? WHERE id = ?").run(name, rowid);
+      statement(this.#db, "UPDATE devices SET name = ? WHERE id = ?").run(name, rowid);
     });
   }
 
   /** Deletes a device with its properties. */
   remove(rowid: number): void {
-    this.#db.prepare("DELETE FROM devices WHERE id = ?").run(rowid);
+    statement(this.#db, "DELETE FROM devices WHERE id = ?").run(rowid);
   }
 
   /** The device holding a credential, or null. */
   byCredential(hash: Uint8Array): DeviceRecord | null {
-    const row = this.#db.prepare(`${SELECT} WHERE d.credential_hash = ?`).get(hash) as
+    const row = statement(this.#db, `${SELECT} WHERE d.credential_hash = ?`).get(hash) as
       | DeviceRow
       | undefined;
     return row ? toDevice(row) : null;
@@ -168,7 +169,7 @@ export class Devices {
 
   /** A device by account and id, or null. */
   get(accountId: number, name: string): DeviceRecord | null {
-    const row = this.#db.prepare(`${SELECT} WHERE d.account_id = ? AND d.name = ?`).get(
+    const row = statement(this.#db, `${SELECT} WHERE d.account_id = ? AND d.name = ?`).get(
       accountId,
       name,
     ) as DeviceRow | undefined;
@@ -177,7 +178,7 @@ export class Devices {
 
   /** All devices of an account, by id. */
   list(accountId: number): DeviceRecord[] {
-    const rows = this.#db.prepare(`${SELECT} WHERE d.account_id = ? ORDER BY d.name`).all(
+    const rows = statement(this.#db, `${SELECT} WHERE d.account_id = ? ORDER BY d.name`).all(
       accountId,
     ) as unknown as DeviceRow[];
     return rows.map(toDevice);
@@ -185,12 +186,13 @@ export class Devices {
 
   /** Number of devices in all accounts. */
   count(): number {
-    return (this.#db.prepare("SELECT count(*) AS n FROM devices").get() as { n: number }).n;
+    return (statement(this.#db, "SELECT count(*) AS n FROM devices").get() as { n: number }).n;
   }
 
   /** Records a connection or its end: when, from where, which od version. */
   markSeen(rowid: number, seen: { at: number; ip?: string; version?: string }): void {
-    this.#db.prepare(
+    statement(
+      this.#db,
       `UPDATE devices SET last_seen = ?, last_ip = coalesce(?, last_ip),
        version = coalesce(?, version) WHERE id = ?`,
     ).run(seen.at, seen.ip ?? null, seen.version ?? null, rowid);
@@ -198,7 +200,7 @@ export class Devices {
 
   /** Stores what the daemon reported about itself. */
   setInfo(rowid: number, info: { services: string[]; hostKeys: string[]; version: string }) {
-    this.#db.prepare("UPDATE devices SET services = ?, host_keys = ?, version = ? WHERE id = ?")
+    statement(this.#db, "UPDATE devices SET services = ?, host_keys = ?, version = ? WHERE id = ?")
       .run(JSON.stringify(info.services), JSON.stringify(info.hostKeys), info.version, rowid);
   }
 }

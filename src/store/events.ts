@@ -1,5 +1,6 @@
 /** The event log: state changes, property changes, clones, renames, removals, per account. */
 import type { DatabaseSync } from "node:sqlite";
+import { statement } from "./db.ts";
 
 /** One logged event. */
 export interface EventRecord {
@@ -32,7 +33,8 @@ export class Events {
 
   /** Appends an event and returns it with its id. */
   append(e: Omit<EventRecord, "id">): EventRecord {
-    const { lastInsertRowid } = this.#db.prepare(
+    const { lastInsertRowid } = statement(
+      this.#db,
       "INSERT INTO events (account_id, device, type, data, at) VALUES (?, ?, ?, ?, ?)",
     ).run(e.accountId, e.device, e.type, JSON.stringify(e.data), e.at);
     return { ...e, id: Number(lastInsertRowid) };
@@ -58,7 +60,8 @@ export class Events {
       where.push(`type IN (${q.types.map(() => "?").join(",")})`);
       params.push(...q.types);
     }
-    const rows = this.#db.prepare(
+    const rows = statement(
+      this.#db,
       `SELECT id, account_id, device, type, data, at FROM events WHERE ${where.join(" AND ")}
        ORDER BY id LIMIT ?`,
     ).all(...params, q.limit ?? 10_000) as {
@@ -81,6 +84,6 @@ export class Events {
 
   /** Deletes events older than `before` (retention). */
   prune(before: number): number {
-    return Number(this.#db.prepare("DELETE FROM events WHERE at < ?").run(before).changes);
+    return Number(statement(this.#db, "DELETE FROM events WHERE at < ?").run(before).changes);
   }
 }

@@ -1,7 +1,7 @@
 /** Device properties, last write wins per key (see src/protocol/props.ts). */
 import type { DatabaseSync } from "node:sqlite";
 import { MAX_PROPS, mergeChanges, type PropChange, type PropValue } from "../protocol/props.ts";
-import { transaction } from "./db.ts";
+import { statement, transaction } from "./db.ts";
 
 /** Queries on properties. */
 export class Props {
@@ -12,9 +12,8 @@ export class Props {
 
   /** All keys of a device, removals (v null) included. */
   load(deviceRowid: number): Map<string, PropValue> {
-    const rows = this.#db.prepare(
-      "SELECT key, value, updated_at FROM props WHERE device_id = ?",
-    ).all(deviceRowid) as { key: string; value: string | null; updated_at: number }[];
+    const rows = statement(this.#db, "SELECT key, value, updated_at FROM props WHERE device_id = ?")
+      .all(deviceRowid) as { key: string; value: string | null; updated_at: number }[];
     return new Map(rows.map((r) => [r.key, { v: r.value, at: r.updated_at }]));
   }
 
@@ -27,7 +26,8 @@ export class Props {
 
   /** Present properties of every device of an account, by device row id. */
   ofAccount(accountId: number): Map<number, Record<string, string>> {
-    const rows = this.#db.prepare(
+    const rows = statement(
+      this.#db,
       `SELECT p.device_id, p.key, p.value FROM props p JOIN devices d ON d.id = p.device_id
        WHERE d.account_id = ? AND p.value IS NOT NULL ORDER BY p.key`,
     ).all(accountId) as { device_id: number; key: string; value: string }[];
@@ -45,7 +45,8 @@ export class Props {
     return transaction(this.#db, () => {
       const current = this.load(deviceRowid);
       const result = mergeChanges(current, changes, limit);
-      const upsert = this.#db.prepare(
+      const upsert = statement(
+        this.#db,
         `INSERT INTO props (device_id, key, value, updated_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value,
          updated_at = excluded.updated_at`,
@@ -76,7 +77,7 @@ export class Props {
   /** Forgets removals older than `before`; they only matter while late changes may arrive. */
   pruneTombstones(before: number): number {
     return Number(
-      this.#db.prepare("DELETE FROM props WHERE value IS NULL AND updated_at < ?").run(before)
+      statement(this.#db, "DELETE FROM props WHERE value IS NULL AND updated_at < ?").run(before)
         .changes,
     );
   }

@@ -1,6 +1,6 @@
 /** The relay's store: one SQLite file with accounts, keys and devices. */
 import type { DatabaseSync } from "node:sqlite";
-import { integrityCheck, openDatabase } from "./db.ts";
+import { integrityCheck, openDatabase, statement } from "./db.ts";
 import { Accounts } from "./accounts.ts";
 import { Devices } from "./devices.ts";
 import { Props } from "./props.ts";
@@ -34,7 +34,7 @@ export class Store {
 
   /** Changes whenever another connection (such as `od admin`) commits to the file. */
   dataVersion(): number {
-    return (this.#db.prepare("PRAGMA data_version").get() as { data_version: number })
+    return (statement(this.#db, "PRAGMA data_version").get() as { data_version: number })
       .data_version;
   }
 
