@@ -80,6 +80,18 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: async () => (await import("./src/client/device.ts")).deviceCommand,
     summary: "rename or remove a device",
   },
+  key: {
+    load: async () => (await import("./src/client/manage.ts")).keyCommand,
+    summary: "add, list or revoke your account's keys (full key)",
+  },
+  share: {
+    load: async () => (await import("./src/client/manage.ts")).shareCommand,
+    summary: "share devices with another account (full key)",
+  },
+  audit: {
+    load: async () => (await import("./src/client/manage.ts")).auditCommand,
+    summary: "show who connected where, and what was refused (full key)",
+  },
   "known-hosts": {
     load: async () => (await import("./src/client/ssh_config.ts")).knownHostsCommand,
     summary: "show, accept or forget pinned device host keys",

@@ -85,7 +85,7 @@ Deno.test("od ssh runs the real ssh end to end", async (t) => {
       const out = await od(["ssh", ...sshArgs, "root@nope-1", "true"], { env });
       assertEquals(out.code, 255);
       const lines = out.stderr.trim().split("\n");
-      match(lines[0], /^od: no device "nope-1" in account "acme"$/);
+      match(lines[0], /^od: no device "nope-1" in account "acme" or shared with it$/);
       ok(lines.length > 1 && !lines[1].startsWith("od:"), "ssh's own line follows");
     });
 

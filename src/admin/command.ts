@@ -1,12 +1,13 @@
 /** `od admin`: manages accounts and keys directly in the data directory, relay running or not. */
 import { parse, str } from "../cli/args.ts";
 import { OdError, UsageError } from "../cli/errors.ts";
-import { ago, iso, printJson, printTable } from "../cli/output.ts";
+import { ago, iso, parseSince, printJson, printTable } from "../cli/output.ts";
 import { Store } from "../store/store.ts";
 import { ConflictError } from "../store/accounts.ts";
 import { StoreError } from "../store/db.ts";
 import { KEY_ROLES, type KeyRole } from "../protocol/keys.ts";
 import { idProblem } from "../protocol/names.ts";
+import { printAudit } from "../cli/audit_table.ts";
 
 const USAGE = `Usage: od admin [--data DIR] COMMAND [--json]
 
@@ -20,6 +21,9 @@ Commands:
                                    add a key; prints it (shown once)
   key list [--account NAME]        list keys (never their secrets)
   key revoke ID                    revoke a key; its open tunnels close within seconds
+  audit [--account NAME] [--device DEV] [--since TIME]
+                                   the audit log of all accounts, including attempts with
+                                   keys the relay does not know
 
 Options:
   --data DIR   data directory (default ./od-data)
@@ -34,6 +38,8 @@ export function adminCommand(args: string[]): number {
     account: { type: "string" },
     role: { type: "string" },
     label: { type: "string" },
+    device: { type: "string" },
+    since: { type: "string" },
   }, USAGE);
   const [group, action, ...rest] = positionals;
   if (!group) throw new UsageError("missing command: account or key (see od admin --help)");
@@ -48,7 +54,8 @@ export function adminCommand(args: string[]): number {
   try {
     if (group === "account") return account(store, action, rest, json);
     if (group === "key") return key(store, action, rest, values, json);
-    throw new UsageError(`unknown command "${group}": use account or key`);
+    if (group === "audit") return audit(store, [action, ...rest].filter((a) => a), values, json);
+    throw new UsageError(`unknown command "${group}": use account, key or audit`);
   } catch (err) {
     if (err instanceof ConflictError) throw new OdError(err.message);
     throw err;
@@ -180,4 +187,37 @@ function key(
         action ? `unknown key command "${action}"` : "missing key command: add, list or revoke",
       );
   }
+}
+
+function audit(store: Store, rest: string[], values: Record<string, unknown>, json: boolean) {
+  if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
+  let accountId: number | undefined;
+  if (typeof values.account === "string") {
+    const id = store.accounts.find(values.account.toLowerCase());
+    if (id === null) throw new OdError(`account "${values.account}" does not exist`);
+    accountId = id;
+  }
+  const rows = store.audit.query({
+    accountId,
+    device: typeof values.device === "string" ? values.device.toLowerCase() : undefined,
+    since: typeof values.since === "string" ? parseSince(values.since) : undefined,
+  }).map((r) => ({
+    at: new Date(r.at).toISOString(),
+    account: r.account,
+    owner: r.owner,
+    key: r.keyId,
+    ip: r.ip,
+    action: r.action,
+    device: r.device,
+    service: r.service,
+    result: r.result,
+    reason: r.reason,
+    durationMs: r.durationMs,
+    bytesUp: r.bytesUp,
+    bytesDown: r.bytesDown,
+    count: r.count,
+  }));
+  if (json) printJson(rows);
+  else printAudit(rows);
+  return 0;
 }

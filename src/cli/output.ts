@@ -1,4 +1,5 @@
 /** Output helpers: tables for people, JSON for scripts, times as people say them. */
+import { UsageError } from "./errors.ts";
 
 /** Prints rows as left-aligned columns under a header. */
 export function printTable(header: string[], rows: string[][]): void {
@@ -28,4 +29,15 @@ export function ago(then: number | null, now = Date.now()): string {
 /** An ISO 8601 time, or null. */
 export function iso(ms: number | null): string | null {
   return ms === null ? null : new Date(ms).toISOString();
+}
+
+/** Parses an ISO time or an age such as `10m` into epoch milliseconds. */
+export function parseSince(value: string, now = Date.now()): number {
+  const m = /^(\d+)\s*(s|m|h|d)$/.exec(value);
+  if (m) return now - Number(m[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[m[2] as "s"];
+  const t = Date.parse(value);
+  if (!Number.isFinite(t)) {
+    throw new UsageError(`--since "${value}" is neither an ISO time nor an age like 10m`);
+  }
+  return t;
 }

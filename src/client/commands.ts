@@ -4,15 +4,10 @@ import { OdError, UsageError } from "../cli/errors.ts";
 import { ago, printJson, printTable } from "../cli/output.ts";
 import { normalizeDeviceArg, serviceProblem } from "../protocol/names.ts";
 import { callApi, RelayError } from "../transport/dial.ts";
-import {
-  clientTarget,
-  loadClientConfig,
-  normalizeRelayUrl,
-  readCa,
-  saveClientConfig,
-} from "./config.ts";
+import { clientTarget, loadClientConfig, saveClientConfig } from "./config.ts";
 import { runPipe, stdio, type TunnelDevice } from "./pipe.ts";
-import { matches, parseFilters } from "./filter.ts";
+import { normalizeRelayUrl, readCa } from "../cli/relay_options.ts";
+import { matches, parseFilters } from "../protocol/filter.ts";
 import { knownHostsPath, pinDevice } from "./known_hosts.ts";
 
 const LOGIN_USAGE = `Usage: od login --relay URL --key KEY [--ca FILE]
@@ -131,6 +126,8 @@ Options:
 export interface ListedDevice {
   id: string;
   account: string;
+  /** `id`, or `account.id` for a device shared with you. */
+  ref: string;
   state: string;
   lastSeen: string | null;
   ip: string | null;
@@ -181,7 +178,7 @@ export async function listCommand(args: string[]): Promise<number> {
   printTable(
     ["DEVICE", "STATE", "LAST SEEN", "PARENT", ...extra],
     devices.map((d) => [
-      d.id,
+      d.ref,
       d.state,
       d.state === "online" ? "now" : ago(d.lastSeen ? Date.parse(d.lastSeen) : null),
       d.parent ?? "",

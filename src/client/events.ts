@@ -5,6 +5,7 @@
  */
 import { parse, str } from "../cli/args.ts";
 import { OdError, UsageError } from "../cli/errors.ts";
+import { parseSince } from "../cli/output.ts";
 import { normalizeId } from "../protocol/names.ts";
 import { callApi, lines, openStream, RelayError, type RelayTarget } from "../transport/dial.ts";
 import { clientTarget, loadClientConfig } from "./config.ts";
@@ -21,17 +22,6 @@ enrolled, renamed, removed. --since replays from TIME first (an ISO time like
 --await waits until DEV is online (or offline): exit 0 when it is (at once if it already is),
 124 when --timeout passes first (default: wait forever).
 `;
-
-/** Parses an ISO time or an age such as `10m` into epoch milliseconds. */
-export function parseSince(value: string, now = Date.now()): number {
-  const m = /^(\d+)\s*(s|m|h|d)$/.exec(value);
-  if (m) return now - Number(m[1]) * { s: 1e3, m: 6e4, h: 3.6e6, d: 8.64e7 }[m[2] as "s"];
-  const t = Date.parse(value);
-  if (!Number.isFinite(t)) {
-    throw new UsageError(`--since "${value}" is neither an ISO time nor an age like 10m`);
-  }
-  return t;
-}
 
 interface EventLine {
   at: string;

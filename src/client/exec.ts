@@ -7,7 +7,7 @@
 import { list, parse, str } from "../cli/args.ts";
 import { OdError, UsageError } from "../cli/errors.ts";
 import { printTable } from "../cli/output.ts";
-import { findDevices } from "./commands.ts";
+import { findDevices, type ListedDevice } from "./commands.ts";
 import { hostAlias } from "./known_hosts.ts";
 import { odSshOptions } from "./ssh_options.ts";
 
@@ -56,15 +56,10 @@ async function pump(
   return all;
 }
 
-async function runOne(
-  device: string,
-  account: string,
-  sshArgs: string[],
-  command: string[],
-  json: boolean,
-) {
+async function runOne(d: ListedDevice, sshArgs: string[], command: string[], json: boolean) {
+  const device = d.ref;
   const args = [
-    ...odSshOptions(hostAlias(account, device)),
+    ...odSshOptions(hostAlias(d.account, d.id)),
     "-o",
     "BatchMode=yes",
     ...sshArgs,
@@ -129,10 +124,10 @@ export async function execCommand(args: string[]): Promise<number> {
     while (next < devices.length) {
       const d = devices[next++];
       if (failures >= maxErrors) {
-        results.push({ device: d.id, exitCode: null, stdout: "", stderr: "", status: "skipped" });
+        results.push({ device: d.ref, exitCode: null, stdout: "", stderr: "", status: "skipped" });
         continue;
       }
-      const r = await runOne(d.id, d.account, sshArgs, command, json);
+      const r = await runOne(d, sshArgs, command, json);
       if (r.status === "failed") failures++;
       results.push(r);
     }

@@ -29,10 +29,6 @@ export function groupName(text: string): string {
   return /^[0-9]/.test(name) ? `_${name}` : name || "_";
 }
 
-function hostName(d: ListedDevice, ownAccount: string | null): string {
-  return ownAccount === null || d.account === ownAccount ? d.id : `${d.account}.${d.id}`;
-}
-
 /** The host variables that make Ansible's ssh go through od. */
 function hostVars(d: ListedDevice, host: string): Record<string, unknown> {
   const args = odSshOptions(hostAlias(d.account, d.id));
@@ -51,8 +47,6 @@ function hostVars(d: ListedDevice, host: string): Record<string, unknown> {
 
 /** Builds the `--list` document. */
 export function inventory(devices: ListedDevice[]): Record<string, unknown> {
-  const accounts = new Set(devices.map((d) => d.account));
-  const own = accounts.size === 1 ? [...accounts][0] : null;
   const groups = new Map<string, Set<string>>();
   const add = (group: string, host: string) => {
     const g = groups.get(group) ?? new Set();
@@ -61,7 +55,7 @@ export function inventory(devices: ListedDevice[]): Record<string, unknown> {
   };
   const hostvars: Record<string, unknown> = {};
   for (const d of devices) {
-    const host = hostName(d, own);
+    const host = d.ref;
     hostvars[host] = hostVars(d, host);
     add(d.state, host);
     for (const g of (d.props.group ?? "").split(",").map((s) => s.trim()).filter((s) => s)) {

@@ -2,7 +2,8 @@
  * `od props [--device DEV] set|get|rm …`. With --device it edits any device of yours through the
  * relay. Without, it acts on this device: through the running daemon's socket, or, when the
  * daemon is not running, directly on the state directory's queue, which the daemon delivers
- * when it starts and reaches the relay.
+ * when it starts and reaches the relay. (The one client command that reaches into the daemon's
+ * modules: on a device it is the daemon's command-line face.)
  */
 import { parse, str } from "../cli/args.ts";
 import { OdError, UsageError } from "../cli/errors.ts";

@@ -22,6 +22,7 @@ then ssh root@DEV.od, scp, rsync, VS Code Remote-SSH and Ansible reach devices t
 interface ListedDevice {
   id: string;
   account: string;
+  ref: string;
   hostKeys: string[];
 }
 
@@ -44,7 +45,7 @@ export async function sshConfigCommand(args: string[]): Promise<number> {
   ];
   for (const d of devices) {
     lines.push(
-      `Host ${d.id}.od ${hostAlias(d.account, d.id)}`,
+      `Host ${d.ref}.od ${hostAlias(d.account, d.id)}`,
       `  HostKeyAlias ${hostAlias(d.account, d.id)}`,
     );
   }

@@ -3,7 +3,7 @@ import { list, parse, str } from "../cli/args.ts";
 import { UsageError } from "../cli/errors.ts";
 import { log } from "../cli/log.ts";
 import { idProblem } from "../protocol/names.ts";
-import { normalizeRelayUrl, readCa } from "../client/config.ts";
+import { normalizeRelayUrl, readCa } from "../cli/relay_options.ts";
 import { defaultStateDir } from "./state.ts";
 import { parseServiceOptions } from "./services.ts";
 import { runDaemon } from "./daemon.ts";

@@ -1,21 +1,25 @@
 /**
  * The relay's plain HTTP endpoints for devices: listing with properties, one device, property
- * edits, rename and removal, plus identity. Enrolment and clones live in enroll.ts.
+ * edits, rename and removal, plus identity. Enrolment and clones live in enroll.ts; who may see
+ * which device is decided in access.ts.
  */
 import type { KeyInfo } from "../store/accounts.ts";
 import { ConflictError } from "../store/accounts.ts";
 import type { DeviceRecord } from "../store/devices.ts";
-import { formatDeviceRef, idProblem, parseDeviceRef } from "../protocol/names.ts";
+import { idProblem } from "../protocol/names.ts";
 import { checkKeys, keyProblem, type PropChange, valueProblem } from "../protocol/props.ts";
 import { CloseCode } from "../transport/link.ts";
 import { HttpError, json, readJson } from "./http.ts";
 import type { Hub } from "./hub.ts";
 import type { RelayContext } from "./context.ts";
+import { resolveOwn, resolveVisible, visibleDevices } from "./access.ts";
 
 /** A device as the API shows it. */
 export interface DeviceView {
   id: string;
   account: string;
+  /** How the caller names it: `id` for its own devices, `account.id` for shared ones. */
+  ref: string;
   state: "online" | "offline";
   since: string | null;
   lastSeen: string | null;
@@ -33,11 +37,17 @@ export interface DeviceView {
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** The API view of a stored device, with its live state from the hub. */
-export function deviceView(hub: Hub, d: DeviceRecord, props: Record<string, string>): DeviceView {
+export function deviceView(
+  hub: Hub,
+  d: DeviceRecord,
+  props: Record<string, string>,
+  viewerAccountId = d.accountId,
+): DeviceView {
   const live = hub.get(d.rowid);
   const view: DeviceView = {
     id: d.name,
     account: d.account,
+    ref: viewerAccountId === d.accountId ? d.name : `${d.account}.${d.name}`,
     state: live ? "online" : "offline",
     since: live ? iso(live.since) : null,
     lastSeen: live ? new Date().toISOString() : iso(d.lastSeen),
@@ -63,37 +73,15 @@ export function deviceView(hub: Hub, d: DeviceRecord, props: Record<string, stri
   return view;
 }
 
-/** Finds the device a key names as `dev` or `account.dev`; 400/404 otherwise. */
-export function resolveDevice(ctx: RelayContext, key: KeyInfo, refText: string): DeviceRecord {
-  let ref;
-  try {
-    ref = parseDeviceRef(refText);
-  } catch (err) {
-    throw new HttpError(400, (err as Error).message);
-  }
-  const shown = formatDeviceRef(ref);
-  // Until sharing exists, `account.dev` reaches only the key's own account.
-  const record = ref.account === null || ref.account === key.account
-    ? ctx.store.devices.get(key.accountId, ref.device)
-    : null;
-  if (!record) throw new HttpError(404, `no device "${shown}" in account "${key.account}"`);
-  return record;
-}
-
-/** GET /v1/devices: the devices the key's account can see, with properties. */
+/** GET /v1/devices: the devices the key's account owns or has been shared. */
 export function listDevices(ctx: RelayContext, key: KeyInfo): Response {
-  const props = ctx.store.props.ofAccount(key.accountId);
-  return json(
-    ctx.store.devices.list(key.accountId).map((d) =>
-      deviceView(ctx.hub, d, props.get(d.rowid) ?? {})
-    ),
-  );
+  return json(visibleDevices(ctx, key));
 }
 
 /** GET /v1/devices/REF: one device. */
 export function getDevice(ctx: RelayContext, key: KeyInfo, ref: string): Response {
-  const d = resolveDevice(ctx, key, ref);
-  return json(deviceView(ctx.hub, d, ctx.store.props.present(d.rowid)));
+  const { record } = resolveVisible(ctx, key, ref);
+  return json(deviceView(ctx.hub, record, ctx.store.props.present(record.rowid), key.accountId));
 }
 
 /** PATCH /v1/devices/REF/props `{set: {k: v}, rm: [k]}`: all or nothing. */
@@ -103,7 +91,7 @@ export async function patchProps(
   ref: string,
   req: Request,
 ): Promise<Response> {
-  const d = resolveDevice(ctx, key, ref);
+  const d = resolveOwn(ctx, key, ref);
   const body = await readJson(req, 2 * 1024 * 1024); // 256 values of 4 KiB, as JSON
   const set = body.set ?? {};
   const rm = body.rm ?? [];
@@ -154,7 +142,7 @@ export async function renameDevice(
   ref: string,
   req: Request,
 ): Promise<Response> {
-  const d = resolveDevice(ctx, key, ref);
+  const d = resolveOwn(ctx, key, ref);
   const body = await readJson(req, 4096);
   const name = typeof body.name === "string" ? body.name : "";
   const problem = idProblem(name);
@@ -172,7 +160,7 @@ export async function renameDevice(
 
 /** DELETE /v1/devices/REF[?force=1]: refused while online unless forced. */
 export function removeDevice(ctx: RelayContext, key: KeyInfo, ref: string, force: boolean) {
-  const d = resolveDevice(ctx, key, ref);
+  const d = resolveOwn(ctx, key, ref);
   const live = ctx.hub.get(d.rowid);
   if (live && !force) {
     throw new HttpError(409, `device "${d.name}" is online; stop its daemon first or use --force`);

@@ -6,6 +6,7 @@ import { type KeyRole, secretKind } from "../protocol/keys.ts";
 import { hashSecret } from "../store/hash.ts";
 import { bearer, HttpError } from "./http.ts";
 import type { FailureLimiter } from "./ratelimit.ts";
+import type { RequestAudit } from "./audit.ts";
 
 const TOUCH_INTERVAL_MS = 60_000; // last_used_at is for people; once a minute is precise enough
 
@@ -34,8 +35,11 @@ export class Authenticator {
     throw new HttpError(status, message);
   }
 
-  /** The account key presented, if its role is one of `roles`; 401/403/429 otherwise. */
-  key(req: Request, addr: string, roles: KeyRole[]): KeyInfo {
+  /**
+   * The account key presented, if its role is one of `roles`; 401/403/429 otherwise. Notes
+   * the key in `audit` as soon as it is known, so a later refusal names who was refused.
+   */
+  key(req: Request, addr: string, roles: KeyRole[], audit?: RequestAudit): KeyInfo {
     this.#throttle(addr);
     const secret = bearer(req);
     if (!secret) this.#fail(addr, 401, "no key given: log in with od login or set OD_KEY");
@@ -46,6 +50,10 @@ export class Authenticator {
     }
     const key = this.#store.accounts.findKey(secret);
     if (!key) this.#fail(addr, 401, "the key is not valid on this relay");
+    if (audit) {
+      audit.keyId = key.id;
+      audit.accountId = key.accountId;
+    }
     if (key.revokedAt !== null) this.#fail(addr, 401, `key ${key.id} has been revoked`);
     if (!roles.includes(key.role)) {
       throw new HttpError(
@@ -58,7 +66,7 @@ export class Authenticator {
   }
 
   /** The device whose credential is presented; 401/429 otherwise. */
-  device(req: Request, addr: string): DeviceRecord {
+  device(req: Request, addr: string, audit?: RequestAudit): DeviceRecord {
     this.#throttle(addr);
     const secret = bearer(req);
     if (!secret || secretKind(secret) !== "cred") {
@@ -67,6 +75,11 @@ export class Authenticator {
     const device = this.#store.devices.byCredential(hashSecret(secret));
     if (!device) {
       this.#fail(addr, 401, "the device credential is not known to this relay (device removed?)");
+    }
+    if (audit) {
+      audit.accountId = device.accountId;
+      audit.ownerId = device.accountId;
+      audit.device = device.name;
     }
     return device;
   }

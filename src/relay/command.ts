@@ -21,6 +21,8 @@ Options:
   --public-url URL     the URL devices and clients use, when it differs (reverse proxy)
   --init               if the store has no account yet, create "default" and print its keys
                        and the commands that attach a device and connect to it
+  --event-retention D  days events are kept (default 30)
+  --audit-retention D  days audit rows are kept (default 90)
 `;
 
 /** Parses HOST:PORT, [V6]:PORT or :PORT. */
@@ -50,10 +52,19 @@ export async function serveCommand(args: string[]): Promise<number> {
       "tls-key": { type: "string" },
       "public-url": { type: "string" },
       init: { type: "boolean" },
+      "event-retention": { type: "string" },
+      "audit-retention": { type: "string" },
     },
     USAGE,
     { positionals: false },
   );
+  const days = (name: string, fallback: number) => {
+    const v = Number(str(values, name) ?? fallback);
+    if (!(v > 0 && v <= 3650)) throw new UsageError(`--${name} must be 1 to 3650 days`);
+    return v;
+  };
+  const eventRetentionDays = days("event-retention", 30);
+  const auditRetentionDays = days("audit-retention", 90);
   const { hostname, port } = parseListen(str(values, "listen", "127.0.0.1:8080")!);
   const dataDir = str(values, "data", "./od-data")!;
   const certFile = str(values, "tls-cert");
@@ -69,7 +80,15 @@ export async function serveCommand(args: string[]): Promise<number> {
   Deno.addSignalListener("SIGTERM", stop);
   let relay;
   try {
-    relay = await runRelay({ hostname, port, dataDir, tls, signal: controller.signal });
+    relay = await runRelay({
+      hostname,
+      port,
+      dataDir,
+      tls,
+      signal: controller.signal,
+      eventRetentionDays,
+      auditRetentionDays,
+    });
   } catch (err) {
     if (err instanceof StoreError) throw new OdError(err.message);
     if (err instanceof Deno.errors.AddrInUse) {

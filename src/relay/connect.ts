@@ -18,7 +18,9 @@ import { ago } from "../cli/output.ts";
 import { checkProtocol, HttpError, isUpgrade } from "./http.ts";
 import { DeviceSession } from "./device_session.ts";
 import { RelayStream } from "./tunnel.ts";
-import { announceProps, deviceView, resolveDevice } from "./api.ts";
+import { announceProps, deviceView } from "./api.ts";
+import { resolveVisible, shareAllowsService } from "./access.ts";
+import type { RequestAudit } from "./audit.ts";
 import { cloneRefusal } from "./enroll.ts";
 import type { RelayContext } from "./context.ts";
 
@@ -42,9 +44,14 @@ function upgrade(req: Request): { link: WebSocketLink; response: Response } {
 }
 
 /** GET /v1/device: a daemon's link, authenticated by its own credential. */
-export function deviceLink(ctx: RelayContext, req: Request, ip: string): Response {
+export function deviceLink(
+  ctx: RelayContext,
+  req: Request,
+  ip: string,
+  audit: RequestAudit,
+): Response {
   checkProtocol(req);
-  const device = ctx.auth.device(req, ip);
+  const device = ctx.auth.device(req, ip, audit);
   const fingerprint = req.headers.get("x-od-fingerprint");
   if (fingerprint && device.fingerprint && fingerprint !== device.fingerprint) {
     throw cloneRefusal(device);
@@ -98,21 +105,33 @@ export function deviceLink(ctx: RelayContext, req: Request, ip: string): Respons
 }
 
 /** GET /v1/tunnel?device=DEV&service=NAME: one client tunnel. */
-export function tunnel(ctx: RelayContext, req: Request, ip: string): Response {
+export function tunnel(ctx: RelayContext, req: Request, ip: string, audit: RequestAudit): Response {
   checkProtocol(req);
-  const key = ctx.auth.key(req, ip, ["client", "full"]);
   const params = new URL(req.url).searchParams;
   const deviceParam = params.get("device") ?? "";
   const service = params.get("service") ?? "";
-  const record = resolveDevice(ctx, key, deviceParam);
+  audit.device = deviceParam.toLowerCase().slice(0, 120);
+  audit.service = service.slice(0, 40);
+  const key = ctx.auth.key(req, ip, ["client", "full"], audit);
   if (serviceProblem(service)) throw new HttpError(400, serviceProblem(service)!);
+  const { record, share } = resolveVisible(ctx, key, deviceParam);
+  audit.ownerId = record.accountId;
   const shown = deviceParam.toLowerCase();
+  if (share && !shareAllowsService(share, service)) {
+    throw new HttpError(403, `the share of "${shown}" does not include service "${service}"`);
+  }
+  if (ctx.hub.tunnelsOfKey(key.id) >= ctx.limits.maxTunnelsPerKey) {
+    throw new HttpError(429, `key ${key.id} has too many open tunnels`, { "retry-after": "5" });
+  }
   const session = ctx.hub.get(record.rowid);
   if (!session) {
     const seen = record.lastSeen === null ? "never connected" : `last seen ${ago(record.lastSeen)}`;
     throw new HttpError(503, `device "${shown}" is offline (${seen})`);
   }
-  if (session.streamCount >= ctx.limits.maxStreams) {
+  if (
+    session.streamCount >= ctx.limits.maxStreams ||
+    session.pendingOpens >= ctx.limits.maxPendingOpens
+  ) {
     throw new HttpError(503, `device "${shown}" has too many open tunnels; try again later`, {
       "retry-after": "5",
     });
@@ -128,12 +147,20 @@ export function tunnel(ctx: RelayContext, req: Request, ip: string): Response {
     accountId: key.accountId,
     keyId: key.id,
     device: shown,
+    deviceName: record.name,
+    ownerId: record.accountId,
     service,
     from: ip,
   });
   ctx.hub.addTunnel(stream);
   stream.onEnd = (end) => {
     ctx.hub.removeTunnel(stream);
+    ctx.audit.record(audit, end.result, {
+      reason: end.reason,
+      durationMs: end.durationMs,
+      bytesUp: end.bytesUp,
+      bytesDown: end.bytesDown,
+    });
     log.info("tunnel closed", {
       device: shown,
       service,

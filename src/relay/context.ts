@@ -3,6 +3,7 @@ import type { Store } from "../store/store.ts";
 import type { Authenticator } from "./auth.ts";
 import type { EventBus } from "./events.ts";
 import type { Hub } from "./hub.ts";
+import type { AuditWriter } from "./audit.ts";
 
 /** The relay's shared state, passed to handlers. */
 export interface RelayContext {
@@ -10,5 +11,16 @@ export interface RelayContext {
   hub: Hub;
   auth: Authenticator;
   events: EventBus;
-  limits: { maxStreams: number };
+  audit: AuditWriter;
+  limits: RelayLimits;
+}
+
+/** Limits on what peers control. */
+export interface RelayLimits {
+  /** Streams open at once on one device. */
+  maxStreams: number;
+  /** Opens a device has not answered yet. */
+  maxPendingOpens: number;
+  /** Tunnels open at once with one key. */
+  maxTunnelsPerKey: number;
 }

@@ -34,6 +34,12 @@ export interface SessionHooks {
 
 // Property pushes are split so each CONTROL frame stays well under MAX_DATA.
 const PUSH_CHUNK_BYTES = 48 * 1024;
+// Each CONTROL message may write to the store; a device gets a burst of 200 and then 50 a
+// second, far above what a daemon sends, far below what would load the disk.
+const CONTROL_BURST = 200;
+const CONTROL_PER_SECOND = 50;
+// A daemon reports itself right after connecting; a peer that does not is not a daemon.
+const INFO_TIMEOUT_MS = 10_000;
 
 /** A connected device. */
 export class DeviceSession implements DeviceSide {
@@ -45,6 +51,9 @@ export class DeviceSession implements DeviceSide {
   lastFrameAt = Date.now();
 
   #streams = new Map<number, RelayStream>();
+  #tokens = CONTROL_BURST;
+  #tokensAt = Date.now();
+  #infoTimer: ReturnType<typeof setTimeout>;
   #nextStream = 1;
   #limits: SessionLimits;
   #hooks: SessionHooks;
@@ -60,7 +69,11 @@ export class DeviceSession implements DeviceSide {
     this.#limits = options.limits;
     this.#hooks = options.hooks;
     link.onFrame = (raw) => this.#onFrame(raw);
+    this.#infoTimer = setTimeout(() => {
+      if (!this.info) this.link.close(CloseCode.TIMEOUT, "no info message within 10 s");
+    }, INFO_TIMEOUT_MS);
     link.onClose = (code, reason) => {
+      clearTimeout(this.#infoTimer);
       for (const stream of [...this.#streams.values()]) {
         stream.reset(ResetCode.DEVICE_GONE, `device "${record.name}" disconnected`);
       }
@@ -114,6 +127,13 @@ export class DeviceSession implements DeviceSide {
     return this.#streams.size;
   }
 
+  /** Number of streams the device has not answered yet. */
+  get pendingOpens(): number {
+    let n = 0;
+    for (const s of this.#streams.values()) if (!s.opened) n++;
+    return n;
+  }
+
   /** Asks the device to open `service` for a client tunnel; false if at the stream limit. */
   open(tunnel: RelayStream): boolean {
     if (this.#streams.size >= this.#limits.maxStreams || !this.link.open) return false;
@@ -143,6 +163,18 @@ export class DeviceSession implements DeviceSide {
     return this.#streams.values();
   }
 
+  #controlBudget(): boolean {
+    const now = Date.now();
+    this.#tokens = Math.min(
+      CONTROL_BURST,
+      this.#tokens + ((now - this.#tokensAt) / 1000) * CONTROL_PER_SECOND,
+    );
+    this.#tokensAt = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
   #onFrame(raw: Uint8Array): void {
     this.lastFrameAt = Date.now();
     const frame = decodeFrame(raw);
@@ -163,6 +195,10 @@ export class DeviceSession implements DeviceSide {
   }
 
   #onControl(message: Record<string, unknown>): void {
+    if (!this.#controlBudget()) {
+      this.link.close(CloseCode.LIMIT, "too many control messages");
+      return;
+    }
     if (message.t === "info") {
       this.info = parseInfo(message);
       this.#hooks.onInfo(this, this.info);

@@ -52,17 +52,28 @@ export class Hub {
     this.#tunnels.delete(tunnel);
   }
 
+  /** Number of open tunnels opened with one key. */
+  tunnelsOfKey(keyId: string): number {
+    let n = 0;
+    for (const t of this.#tunnels) if (t.info.keyId === keyId) n++;
+    return n;
+  }
+
   /** Number of open tunnels. */
   get tunnelCount(): number {
     return this.#tunnels.size;
   }
 
-  /** Closes every tunnel opened with one of `keyIds`; returns how many were closed. */
-  closeTunnelsOfKeys(keyIds: Set<string>, reason: string): number {
+  /** Closes every tunnel `which` selects, telling both ends `reason`; returns how many. */
+  closeTunnels(
+    which: (t: RelayStream) => boolean,
+    reason: string,
+    code: number = ResetCode.REFUSED,
+  ) {
     let n = 0;
     for (const t of [...this.#tunnels]) {
-      if (keyIds.has(t.info.keyId)) {
-        t.reset(ResetCode.REFUSED, reason);
+      if (which(t)) {
+        t.reset(code, reason);
         n++;
       }
     }

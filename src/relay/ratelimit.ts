@@ -65,3 +65,36 @@ export class FailureLimiter {
     this.#buckets.set(addr, b);
   }
 }
+
+/**
+ * A request budget per source address: `burst` requests at once, then `perSecond`. Generous for
+ * people, scripts and whole sites of devices behind one NAT reconnecting after a relay restart;
+ * it stops one address from monopolising the relay.
+ */
+export class RequestLimiter {
+  #burst: number;
+  #perSecond: number;
+  #max: number;
+  #buckets = new Map<string, { tokens: number; at: number }>();
+
+  constructor({ burst = 500, perSecond = 200, maxAddresses = 100_000 } = {}) {
+    this.#burst = burst;
+    this.#perSecond = perSecond;
+    this.#max = maxAddresses;
+  }
+
+  /** Takes one request from the address's budget; returns seconds to wait, or 0 if allowed. */
+  take(addr: string, now = Date.now()): number {
+    let b = this.#buckets.get(addr);
+    if (!b) {
+      if (this.#buckets.size >= this.#max) this.#buckets.delete(this.#buckets.keys().next().value!);
+      b = { tokens: this.#burst, at: now };
+      this.#buckets.set(addr, b);
+    }
+    b.tokens = Math.min(this.#burst, b.tokens + ((now - b.at) / 1000) * this.#perSecond);
+    b.at = now;
+    if (b.tokens < 1) return Math.max(1, Math.ceil((1 - b.tokens) / this.#perSecond));
+    b.tokens -= 1;
+    return 0;
+  }
+}

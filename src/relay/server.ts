@@ -4,20 +4,16 @@
  * after the abort signal has fired and every connection is closed.
  */
 import { Store } from "../store/store.ts";
-import { SUBPROTOCOL } from "../protocol/frame.ts";
 import { CloseCode } from "../transport/link.ts";
 import { log } from "../cli/log.ts";
-import { VERSION } from "../version.ts";
 import { errorResponse, HttpError, json } from "./http.ts";
 import { Authenticator } from "./auth.ts";
-import { FailureLimiter } from "./ratelimit.ts";
+import { FailureLimiter, RequestLimiter } from "./ratelimit.ts";
 import { Hub } from "./hub.ts";
 import { EventBus } from "./events.ts";
-import type { RelayContext } from "./context.ts";
-import { getDevice, listDevices, patchProps, removeDevice, renameDevice, whoami } from "./api.ts";
-import { clone, enroll } from "./enroll.ts";
-import { deviceLink, tunnel } from "./connect.ts";
-import { streamEvents } from "./events_api.ts";
+import { AuditWriter, type RequestAudit } from "./audit.ts";
+import type { RelayContext, RelayLimits } from "./context.ts";
+import { route } from "./routes.ts";
 
 /** Options for runRelay. */
 export interface RelayOptions {
@@ -30,6 +26,8 @@ export interface RelayOptions {
   maxStreamsPerDevice?: number;
   /** Days events are kept (default 30). */
   eventRetentionDays?: number;
+  /** Days audit rows are kept (default 90). */
+  auditRetentionDays?: number;
 }
 
 /** A running relay. */
@@ -49,13 +47,27 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
   const store = Store.open(options.dataDir);
   const hub = new Hub();
   const auth = new Authenticator(store, new FailureLimiter());
-  const limits = { maxStreams: options.maxStreamsPerDevice ?? 1024 };
-  const ctx: RelayContext = { store, hub, auth, limits, events: new EventBus(store) };
+  const limits: RelayLimits = {
+    maxStreams: options.maxStreamsPerDevice ?? 1024,
+    maxPendingOpens: 64, // opens a device has not answered; more means it is stuck or attacked
+    maxTunnelsPerKey: 512, // an Ansible run with many forks stays far below
+  };
+  const ctx: RelayContext = {
+    store,
+    hub,
+    auth,
+    limits,
+    events: new EventBus(store),
+    audit: new AuditWriter(store),
+  };
+  const requests = new RequestLimiter();
   const retentionMs = (options.eventRetentionDays ?? 30) * DAY_MS;
+  const auditRetentionMs = (options.auditRetentionDays ?? 90) * DAY_MS;
   const prune = () => {
     const before = Date.now() - retentionMs;
     store.events.prune(before);
     store.props.pruneTombstones(before);
+    store.audit.prune(Date.now() - auditRetentionMs);
   };
   prune();
 
@@ -69,7 +81,7 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
       log.error("request failed", { error: err });
       return json({ error: "internal error" }, 500);
     },
-  }, (req, info) => handle(ctx, req, info.remoteAddr as Deno.NetAddr));
+  }, (req, info) => handle(ctx, requests, req, info.remoteAddr as Deno.NetAddr));
 
   const timers = [
     setInterval(() => flushSeen(ctx), SEEN_FLUSH_MS),
@@ -85,6 +97,7 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
   const finished = server.finished.finally(() => {
     timers.forEach(clearInterval);
     flushSeen(ctx);
+    ctx.audit.close();
     store.close();
   });
   const addr = server.addr as Deno.NetAddr;
@@ -93,52 +106,33 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
   return Promise.resolve({ addr, url, finished });
 }
 
-async function handle(ctx: RelayContext, req: Request, remote: Deno.NetAddr): Promise<Response> {
-  const ip = remote.hostname;
+async function handle(
+  ctx: RelayContext,
+  requests: RequestLimiter,
+  req: Request,
+  remote: Deno.NetAddr,
+): Promise<Response> {
+  const audit: RequestAudit = { ip: remote.hostname, action: "request" };
   try {
-    return await route(ctx, req, ip);
+    const wait = requests.take(audit.ip);
+    if (wait > 0) {
+      throw new HttpError(429, `too many requests from ${audit.ip}; retry in ${wait} s`, {
+        "retry-after": String(wait),
+      });
+    }
+    return await route(ctx, req, audit);
   } catch (err) {
-    if (err instanceof HttpError) return errorResponse(err);
-    log.error("request failed", { path: new URL(req.url).pathname, ip, error: err });
+    if (err instanceof HttpError) {
+      // Every refusal is audited; throttled floods are merged into counted rows.
+      ctx.audit.record(audit, err.status === 429 ? "throttled" : "refused", {
+        reason: err.message,
+      });
+      return errorResponse(err);
+    }
+    log.error("request failed", { path: new URL(req.url).pathname, ip: audit.ip, error: err });
+    ctx.audit.record(audit, "error", { reason: "internal error" });
     return json({ error: "internal error" }, 500);
   }
-}
-
-async function route(ctx: RelayContext, req: Request, ip: string): Promise<Response> {
-  const { pathname, searchParams } = new URL(req.url);
-  const method = req.method;
-  const client = () => ctx.auth.key(req, ip, ["client", "full"]);
-  if (pathname === "/v1/health" && method === "GET") {
-    return json({ ok: true, version: VERSION, protocol: SUBPROTOCOL });
-  }
-  if (pathname === "/v1/device" && method === "GET") return deviceLink(ctx, req, ip);
-  if (pathname === "/v1/tunnel" && method === "GET") return tunnel(ctx, req, ip);
-  if (pathname === "/v1/enroll" && method === "POST") {
-    return await enroll(ctx, ctx.auth.key(req, ip, ["device", "full"]), req);
-  }
-  if (pathname === "/v1/clone" && method === "POST") {
-    return await clone(ctx, ctx.auth.device(req, ip), req);
-  }
-  if (pathname === "/v1/devices" && method === "GET") return listDevices(ctx, client());
-  if (pathname === "/v1/events" && method === "GET") return streamEvents(ctx, client(), req);
-  const m = /^\/v1\/devices\/([^/]+)(\/props|\/rename)?$/.exec(pathname);
-  if (m) {
-    const ref = decodeURIComponent(m[1]);
-    if (!m[2] && method === "GET") return getDevice(ctx, client(), ref);
-    if (m[2] === "/props" && method === "PATCH") return await patchProps(ctx, client(), ref, req);
-    const full = () => ctx.auth.key(req, ip, ["full"]);
-    if (m[2] === "/rename" && method === "POST") return await renameDevice(ctx, full(), ref, req);
-    if (!m[2] && method === "DELETE") {
-      return removeDevice(ctx, full(), ref, searchParams.get("force") === "1");
-    }
-  }
-  if (pathname === "/v1/whoami" && method === "GET") {
-    return whoami(ctx.auth.key(req, ip, ["client", "device", "full"]));
-  }
-  if (pathname === "/" && method === "GET") {
-    return new Response(`od relay ${VERSION}\n`, { headers: { "content-type": "text/plain" } });
-  }
-  throw new HttpError(404, `no such endpoint: ${method} ${pathname}`);
 }
 
 function flushSeen(ctx: RelayContext): void {
@@ -146,6 +140,7 @@ function flushSeen(ctx: RelayContext): void {
   for (const s of ctx.hub.sessions()) ctx.store.devices.markSeen(s.record.rowid, { at: now });
 }
 
+/** Applies revocations and removals that `od admin` made in the store while the relay runs. */
 function watchRevocations(ctx: RelayContext): ReturnType<typeof setInterval> {
   const started = Date.now();
   const handled = new Set<string>();
@@ -154,10 +149,18 @@ function watchRevocations(ctx: RelayContext): ReturnType<typeof setInterval> {
     const v = ctx.store.dataVersion();
     if (v === version) return;
     version = v;
+    // Devices removed behind the relay's back (od admin account rm) lose their links.
+    for (const s of [...ctx.hub.sessions()]) {
+      const current = ctx.store.devices.get(s.record.accountId, s.record.name);
+      if (current?.rowid !== s.record.rowid) {
+        s.link.close(CloseCode.REVOKED, "the device was removed from its account");
+      }
+    }
     const fresh = ctx.store.accounts.revokedSince(started).filter((id) => !handled.has(id));
     if (fresh.length === 0) return;
     fresh.forEach((id) => handled.add(id));
-    const n = ctx.hub.closeTunnelsOfKeys(new Set(fresh), "the key was revoked");
+    const revoked = new Set(fresh);
+    const n = ctx.hub.closeTunnels((t) => revoked.has(t.info.keyId), "the key was revoked");
     log.info("keys revoked", { keys: fresh.join(","), tunnelsClosed: n });
   }, WATCH_MS);
 }

@@ -31,7 +31,11 @@ export interface TunnelEnd {
 export interface TunnelInfo {
   accountId: number;
   keyId: string;
+  /** The device as the client named it (`dev` or `owner.dev`). */
   device: string;
+  /** The device's own id and its owner account, for re-checking access later. */
+  deviceName: string;
+  ownerId: number;
   service: string;
   from: string;
 }
@@ -83,6 +87,11 @@ export class RelayStream {
         this.reset(ResetCode.TIMEOUT, `device "${this.info.device}" did not answer in time`);
       }
     }, OPEN_TIMEOUT_MS);
+  }
+
+  /** True once the device has answered OPENED. */
+  get opened(): boolean {
+    return this.#opened;
   }
 
   /** True once the tunnel has ended. */

@@ -57,4 +57,39 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX events_account ON events(account_id, id);
   ALTER TABLE devices ADD COLUMN fingerprint TEXT;
   `,
+  // 3: shares between accounts, and the audit log
+  `
+  CREATE TABLE shares (
+    id          INTEGER PRIMARY KEY,
+    owner_id    INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    grantee_id  INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+    device      TEXT,
+    filters     TEXT    NOT NULL DEFAULT '[]',
+    services    TEXT    NOT NULL DEFAULT '[]',
+    created_by  TEXT    NOT NULL,
+    created_at  INTEGER NOT NULL
+  );
+  CREATE INDEX shares_grantee ON shares(grantee_id);
+  CREATE INDEX shares_owner ON shares(owner_id);
+  CREATE TABLE audit (
+    id          INTEGER PRIMARY KEY,
+    at          INTEGER NOT NULL,
+    account_id  INTEGER REFERENCES accounts(id) ON DELETE SET NULL,
+    owner_id    INTEGER REFERENCES accounts(id) ON DELETE SET NULL,
+    key_id      TEXT,
+    ip          TEXT    NOT NULL,
+    action      TEXT    NOT NULL,
+    device      TEXT,
+    service     TEXT,
+    result      TEXT    NOT NULL,
+    reason      TEXT    NOT NULL DEFAULT '',
+    duration_ms INTEGER,
+    bytes_up    INTEGER,
+    bytes_down  INTEGER,
+    count       INTEGER NOT NULL DEFAULT 1
+  );
+  CREATE INDEX audit_at ON audit(at);
+  CREATE INDEX audit_account ON audit(account_id, at);
+  CREATE INDEX audit_owner ON audit(owner_id, at);
+  `,
 ];

@@ -5,6 +5,8 @@ import { Accounts } from "./accounts.ts";
 import { Devices } from "./devices.ts";
 import { Props } from "./props.ts";
 import { Events } from "./events.ts";
+import { Shares } from "./shares.ts";
+import { Audit } from "./audit.ts";
 
 /** An open store; close it when done. */
 export class Store {
@@ -12,6 +14,8 @@ export class Store {
   readonly devices: Devices;
   readonly props: Props;
   readonly events: Events;
+  readonly shares: Shares;
+  readonly audit: Audit;
   readonly #db: DatabaseSync;
 
   private constructor(db: DatabaseSync) {
@@ -20,6 +24,8 @@ export class Store {
     this.devices = new Devices(db);
     this.props = new Props(db);
     this.events = new Events(db);
+    this.shares = new Shares(db);
+    this.audit = new Audit(db);
   }
 
   /** Opens the store in `dataDir`, creating and migrating it as needed. */
