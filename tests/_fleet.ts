@@ -17,16 +17,18 @@ export interface Relay extends AsyncDisposable {
 /** Starts `od serve` on a free port (or `port`) and waits until it listens. */
 export async function startRelay(
   dataDir: string,
-  options: { tls?: TestCa; port?: number; env?: Record<string, string> } = {},
+  options: { tls?: TestCa; port?: number; env?: Record<string, string>; dualStack?: boolean } = {},
 ): Promise<Relay> {
-  const args = ["serve", "--listen", `127.0.0.1:${options.port ?? 0}`, "--data", dataDir];
+  // Dual stack ([::]) lets tests be two different clients on loopback: 127.0.0.1 and ::1.
+  const host = options.dualStack ? "[::]" : "127.0.0.1";
+  const args = ["serve", "--listen", `${host}:${options.port ?? 0}`, "--data", dataDir];
   if (options.tls) args.push("--tls-cert", options.tls.certFile, "--tls-key", options.tls.keyFile);
   const proc = new Proc("relay", args, { env: options.env });
   const m = await proc.waitFor(/relay listening url=(\S+)/).catch(async (err) => {
     await proc.stop();
     throw err;
   });
-  let url = m[1];
+  let url = m[1].replace("[::]", "127.0.0.1");
   if (options.tls) url = url.replace("127.0.0.1", "localhost");
   return {
     proc,

@@ -1,0 +1,90 @@
+/**
+ * Brute force: 1,000 bad-key attempts from one address are throttled with 429 and Retry-After,
+ * while a legitimate client from another address (::1 against 127.0.0.1, both loopback) is
+ * unaffected; the audit log counts every attempt.
+ */
+import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import { od, tempDir } from "./_harness.ts";
+import { addAccount, clientEnv, echoServer, startDaemon, startRelay } from "./_fleet.ts";
+
+Deno.test("1,000 bad keys from one address are throttled; another address is not", async () => {
+  await using dir = await tempDir();
+  await using relay = await startRelay(`${dir}/data`, { dualStack: true });
+  const keys = await addAccount(relay.dataDir, "acme");
+  const full = JSON.parse(
+    (await od([
+      "admin",
+      "--data",
+      relay.dataDir,
+      "key",
+      "add",
+      "--account",
+      "acme",
+      "--role",
+      "full",
+      "--json",
+    ])).stdout,
+  ).key;
+  await using echo = echoServer();
+  await using _daemon = await startDaemon(relay, {
+    key: keys.deviceKey,
+    id: "edge-1",
+    stateDir: `${dir}/state`,
+    services: { echo: echo.port },
+  });
+  const v4 = `http://127.0.0.1:${relay.port}`;
+  const v6 = `http://[::1]:${relay.port}`;
+  const statuses = new Map<number, number>();
+  let retryAfter = 0;
+  let legitFailures = 0;
+  const attacker = async (i: number) => {
+    const res = await fetch(`${v4}/v1/devices`, {
+      headers: { authorization: `Bearer od_client_${String(i).padStart(43, "x")}` },
+    });
+    await res.body?.cancel();
+    statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
+    if (res.status === 429) {
+      retryAfter = Math.max(retryAfter, Number(res.headers.get("retry-after")));
+    }
+  };
+  const legit = async () => {
+    const res = await fetch(`${v6}/v1/devices`, {
+      headers: { authorization: `Bearer ${keys.clientKey}` },
+    });
+    await res.body?.cancel();
+    if (res.status !== 200) legitFailures++;
+  };
+  for (let i = 0; i < 1000; i += 20) {
+    await Promise.all([...Array.from({ length: 20 }, (_, j) => attacker(i + j)), legit()]);
+  }
+  const refused = statuses.get(401) ?? 0;
+  const throttled = statuses.get(429) ?? 0;
+  assertEquals(refused + throttled, 1000, JSON.stringify([...statuses]));
+  ok(throttled >= 900, `only ${throttled} of 1000 bad attempts were throttled`);
+  ok(retryAfter >= 1, "429 carries Retry-After");
+  assertEquals(legitFailures, 0, "the client on ::1 was never refused");
+
+  // Even the right key is throttled from the attacking address, while ::1 and od itself work.
+  const blocked = await fetch(`${v4}/v1/devices`, {
+    headers: { authorization: `Bearer ${keys.clientKey}` },
+  });
+  await blocked.body?.cancel();
+  assertEquals(blocked.status, 429);
+  const env = { ...clientEnv(relay, keys.clientKey, `${dir}/config`), OD_RELAY: v6 };
+  const pipe = await od(["pipe", "edge-1", "echo"], { env, stdin: "unaffected" });
+  assertEquals([pipe.code, pipe.stdout], [0, "unaffected"], pipe.stderr);
+
+  await new Promise((r) => setTimeout(r, 1500)); // audit rows are written once a second
+  const audit = await fetch(`${v6}/v1/audit`, { headers: { authorization: `Bearer ${full}` } });
+  assertEquals(audit.status, 200);
+  await audit.body?.cancel();
+  const rows = JSON.parse(
+    (await od(["admin", "--data", relay.dataDir, "audit", "--json"])).stdout,
+  ) as { ip: string; result: string; count: number }[];
+  const fromAttacker = rows.filter((r) => r.ip === "::ffff:127.0.0.1");
+  const count = (result: string) =>
+    fromAttacker.filter((r) => r.result === result).reduce((n, r) => n + r.count, 0);
+  assertEquals(count("refused"), refused);
+  ok(count("throttled") >= throttled, `audit counts ${count("throttled")} throttled attempts`);
+  ok(fromAttacker.length < 200, `throttled attempts merged into ${fromAttacker.length} rows`);
+});
