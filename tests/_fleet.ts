@@ -17,12 +17,19 @@ export interface Relay extends AsyncDisposable {
 /** Starts `od serve` on a free port (or `port`) and waits until it listens. */
 export async function startRelay(
   dataDir: string,
-  options: { tls?: TestCa; port?: number; env?: Record<string, string>; dualStack?: boolean } = {},
+  options: {
+    tls?: TestCa;
+    port?: number;
+    env?: Record<string, string>;
+    dualStack?: boolean;
+    extraArgs?: string[];
+  } = {},
 ): Promise<Relay> {
   // Dual stack ([::]) lets tests be two different clients on loopback: 127.0.0.1 and ::1.
   const host = options.dualStack ? "[::]" : "127.0.0.1";
   const args = ["serve", "--listen", `${host}:${options.port ?? 0}`, "--data", dataDir];
   if (options.tls) args.push("--tls-cert", options.tls.certFile, "--tls-key", options.tls.keyFile);
+  args.push(...(options.extraArgs ?? []));
   const proc = new Proc("relay", args, { env: options.env });
   const m = await proc.waitFor(/relay listening url=(\S+)/).catch(async (err) => {
     await proc.stop();

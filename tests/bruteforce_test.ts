@@ -88,3 +88,29 @@ Deno.test("1,000 bad keys from one address are throttled; another address is not
   ok(count("throttled") >= throttled, `audit counts ${count("throttled")} throttled attempts`);
   ok(fromAttacker.length < 200, `throttled attempts merged into ${fromAttacker.length} rows`);
 });
+
+Deno.test("behind a trusted proxy, throttling follows X-Forwarded-For; elsewhere it is ignored", async () => {
+  await using dir = await tempDir();
+  await using plain = await startRelay(`${dir}/plain`);
+  const keys = await addAccount(plain.dataDir, "acme");
+  const attempt = async (url: string, key: string, forwardedFor: string) => {
+    const res = await fetch(`${url}/v1/devices`, {
+      headers: { authorization: `Bearer ${key}`, "x-forwarded-for": forwardedFor },
+    });
+    await res.body?.cancel();
+    return res.status;
+  };
+  const bad = `od_client_${"Z".repeat(43)}`;
+  // Untrusted: a client cannot dodge throttling by inventing addresses.
+  for (let i = 0; i < 30; i++) await attempt(plain.url, bad, `203.0.113.${i}`);
+  assertEquals(await attempt(plain.url, keys.clientKey, "198.51.100.7"), 429);
+  await plain.proc.stop();
+
+  await using proxied = await startRelay(`${dir}/proxied`, {
+    extraArgs: ["--trusted-proxy", "127.0.0.1"],
+  });
+  const keys2 = await addAccount(proxied.dataDir, "acme");
+  for (let i = 0; i < 30; i++) await attempt(proxied.url, bad, "203.0.113.9");
+  assertEquals(await attempt(proxied.url, keys2.clientKey, "203.0.113.9"), 429);
+  assertEquals(await attempt(proxied.url, keys2.clientKey, "198.51.100.7"), 200);
+});

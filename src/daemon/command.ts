@@ -17,7 +17,8 @@ only --state. Options given on a later run replace the stored ones.
 
 Options:
   --relay URL                 the relay, e.g. https://relay.example.com
-  --key KEY                   the account's device key (first run only)
+  --key KEY                   the account's device key (first run only; or OD_DEVICE_KEY,
+                              which keeps it out of the process list)
   --id ID                     ask for this device ID instead of a random one
   --state DIR                 state directory (default $OD_STATE_DIR, /var/lib/od as root,
                               else $XDG_STATE_HOME/od)
@@ -61,7 +62,7 @@ export async function daemonCommand(args: string[]): Promise<number> {
   await runDaemon({
     stateDir: str(values, "state") ?? defaultStateDir(),
     relay: relay === undefined ? undefined : normalizeRelayUrl(relay),
-    key: str(values, "key"),
+    key: str(values, "key") ?? Deno.env.get("OD_DEVICE_KEY"),
     id,
     ca: caFile ? readCa(caFile) : undefined,
     services: parseServiceOptions(list(values, "service")),

@@ -1,5 +1,5 @@
 /** `od serve`: runs the relay in the foreground until SIGINT or SIGTERM. */
-import { parse, str } from "../cli/args.ts";
+import { list, parse, str } from "../cli/args.ts";
 import { OdError, UsageError } from "../cli/errors.ts";
 import { log } from "../cli/log.ts";
 import { Store } from "../store/store.ts";
@@ -21,6 +21,8 @@ Options:
   --public-url URL     the URL devices and clients use, when it differs (reverse proxy)
   --init               if the store has no account yet, create "default" and print its keys
                        and the commands that attach a device and connect to it
+  --trusted-proxy ADDR a reverse proxy (e.g. 127.0.0.1) whose X-Forwarded-For names the
+                       client; repeatable. Throttling and the audit log then see real clients
   --event-retention D  days events are kept (default 30)
   --audit-retention D  days audit rows are kept (default 90)
 `;
@@ -53,6 +55,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       "public-url": { type: "string" },
       init: { type: "boolean" },
       "event-retention": { type: "string" },
+      "trusted-proxy": { type: "string", multiple: true },
       "audit-retention": { type: "string" },
     },
     USAGE,
@@ -88,6 +91,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       signal: controller.signal,
       eventRetentionDays,
       auditRetentionDays,
+      trustedProxies: list(values, "trusted-proxy"),
     });
   } catch (err) {
     if (err instanceof StoreError) throw new OdError(err.message);

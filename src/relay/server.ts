@@ -28,6 +28,8 @@ export interface RelayOptions {
   eventRetentionDays?: number;
   /** Days audit rows are kept (default 90). */
   auditRetentionDays?: number;
+  /** Addresses of reverse proxies whose X-Forwarded-For is believed. */
+  trustedProxies?: string[];
 }
 
 /** A running relay. */
@@ -61,6 +63,7 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
     audit: new AuditWriter(store),
   };
   const requests = new RequestLimiter();
+  const trusted = new Set(options.trustedProxies ?? []);
   const retentionMs = (options.eventRetentionDays ?? 30) * DAY_MS;
   const auditRetentionMs = (options.auditRetentionDays ?? 90) * DAY_MS;
   const prune = () => {
@@ -81,7 +84,10 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
       log.error("request failed", { error: err });
       return json({ error: "internal error" }, 500);
     },
-  }, (req, info) => handle(ctx, requests, req, info.remoteAddr as Deno.NetAddr));
+  }, (req, info) => {
+    const remote = (info.remoteAddr as Deno.NetAddr).hostname;
+    return handle(ctx, requests, req, clientAddress(req, remote, trusted));
+  });
 
   const timers = [
     setInterval(() => flushSeen(ctx), SEEN_FLUSH_MS),
@@ -106,13 +112,24 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
   return Promise.resolve({ addr, url, finished });
 }
 
+/**
+ * The address a request comes from: the peer's, or, when the peer is a trusted reverse proxy,
+ * the last address that proxy appended to X-Forwarded-For (earlier entries are the client's
+ * word and could be forged).
+ */
+function clientAddress(req: Request, peer: string, trusted: Set<string>): string {
+  if (!trusted.has(peer)) return peer;
+  const forwarded = req.headers.get("x-forwarded-for")?.split(",").map((s) => s.trim());
+  return forwarded?.at(-1) || peer;
+}
+
 async function handle(
   ctx: RelayContext,
   requests: RequestLimiter,
   req: Request,
-  remote: Deno.NetAddr,
+  ip: string,
 ): Promise<Response> {
-  const audit: RequestAudit = { ip: remote.hostname, action: "request" };
+  const audit: RequestAudit = { ip, action: "request" };
   try {
     const wait = requests.take(audit.ip);
     if (wait > 0) {
