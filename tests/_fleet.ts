@@ -4,6 +4,8 @@
  */
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
 import { od, Proc, randomBytes } from "./_harness.ts";
+import { SUBPROTOCOL } from "../src/protocol/frame.ts";
+import { generateCredential } from "../src/protocol/keys.ts";
 
 /** A running relay process. */
 export interface Relay extends AsyncDisposable {
@@ -268,4 +270,62 @@ export class BackgroundTunnel {
     ok(this.#n > 10, `background tunnel ran for only ${this.#n} lines`);
     assertEquals(out.stdout, this.#sent);
   }
+}
+
+/** Adds a key with `od admin key add`; returns its id and secret. */
+export async function addKey(
+  dataDir: string,
+  account: string,
+  role: "client" | "device" | "full",
+): Promise<{ id: string; key: string }> {
+  const out = await od([
+    "admin",
+    "--data",
+    dataDir,
+    "key",
+    "add",
+    "--account",
+    account,
+    "--role",
+    role,
+    "--json",
+  ]);
+  if (out.code !== 0) throw new Error(`key add failed: ${out.stderr}`);
+  return JSON.parse(out.stdout);
+}
+
+/** Enrols a device through the API with a fresh credential, as a daemon would; returns it. */
+export async function enrollByApi(relay: Relay, deviceKey: string, id: string): Promise<string> {
+  const credential = generateCredential();
+  const res = await fetch(`${relay.url}/v1/enroll`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${deviceKey}`, "content-type": "application/json" },
+    body: JSON.stringify({ credential, id }),
+  });
+  await res.body?.cancel();
+  if (res.status !== 201) throw new Error(`enrolling ${id} answered ${res.status}`);
+  return credential;
+}
+
+/**
+ * Opens a WebSocket to `path` on the relay as od would. Resolves to the open socket (binary,
+ * messages ignored until the caller sets onmessage) or to the HTTP status of the refusal.
+ */
+export async function relaySocket(
+  relay: Relay,
+  secret: string,
+  path: string,
+): Promise<{ ws: WebSocket; status: 101 } | { ws: null; status: number }> {
+  const ws = new WebSocket(`${relay.url.replace(/^http/, "ws")}${path}`, {
+    protocols: [SUBPROTOCOL],
+    headers: { authorization: `Bearer ${secret}` },
+  } as unknown as string[]);
+  ws.binaryType = "arraybuffer";
+  ws.onmessage = () => {};
+  const status = await new Promise<number>((resolve) => {
+    ws.onopen = () => resolve(101);
+    ws.onerror = (e) =>
+      resolve(Number(/status code:? (\d+)/i.exec((e as ErrorEvent).message)?.[1] ?? 0));
+  });
+  return status === 101 ? { ws, status } : { ws: null, status };
 }

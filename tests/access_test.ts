@@ -7,13 +7,14 @@ import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
 import { od, Proc, tempDir } from "./_harness.ts";
 import {
   addAccount,
+  addKey,
   clientEnv,
   echoServer,
   type Relay,
+  relaySocket,
   startDaemon,
   startRelay,
 } from "./_fleet.ts";
-import { SUBPROTOCOL } from "../src/protocol/frame.ts";
 import { generateCredential } from "../src/protocol/keys.ts";
 
 /** Calls the relay with a bearer secret; returns the status and parsed body. */
@@ -29,16 +30,8 @@ async function call(relay: Relay, secret: string, method: string, path: string, 
 
 /** Opens a WebSocket; resolves to the HTTP status of a refusal, or 101 if it opened. */
 async function wsStatus(relay: Relay, secret: string, path: string): Promise<number> {
-  const ws = new WebSocket(`${relay.url.replace(/^http/, "ws")}${path}`, {
-    protocols: [SUBPROTOCOL],
-    headers: { authorization: `Bearer ${secret}` },
-  } as unknown as string[]);
-  const status = await new Promise<number>((resolve) => {
-    ws.onopen = () => resolve(101);
-    ws.onerror = (e) =>
-      resolve(Number(/status code:? (\d+)/i.exec((e as ErrorEvent).message)?.[1] ?? 0));
-  });
-  if (status === 101) {
+  const { ws, status } = await relaySocket(relay, secret, path);
+  if (ws) {
     const closed = new Promise((r) => (ws.onclose = r));
     ws.close();
     await closed;
@@ -64,23 +57,8 @@ Deno.test("every role sees and reaches exactly what it may", async (t) => {
   await using relay = await startRelay(`${dir}/data`);
   const a = await addAccount(relay.dataDir, "acme");
   const b = await addAccount(relay.dataDir, "beta");
-  const fullKey = async (account: string) =>
-    JSON.parse(
-      (await od([
-        "admin",
-        "--data",
-        relay.dataDir,
-        "key",
-        "add",
-        "--account",
-        account,
-        "--role",
-        "full",
-        "--json",
-      ])).stdout,
-    ).key;
-  const aFull = await fullKey("acme");
-  const bFull = await fullKey("beta");
+  const aFull = (await addKey(relay.dataDir, "acme", "full")).key;
+  const bFull = (await addKey(relay.dataDir, "beta", "full")).key;
   await using echo = echoServer();
   const daemon = await startDaemon(relay, {
     key: a.deviceKey,

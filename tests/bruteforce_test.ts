@@ -5,26 +5,13 @@
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { od, tempDir } from "./_harness.ts";
-import { addAccount, clientEnv, echoServer, startDaemon, startRelay } from "./_fleet.ts";
+import { addAccount, addKey, clientEnv, echoServer, startDaemon, startRelay } from "./_fleet.ts";
 
 Deno.test("1,000 bad keys from one address are throttled; another address is not", async () => {
   await using dir = await tempDir();
   await using relay = await startRelay(`${dir}/data`, { dualStack: true });
   const keys = await addAccount(relay.dataDir, "acme");
-  const full = JSON.parse(
-    (await od([
-      "admin",
-      "--data",
-      relay.dataDir,
-      "key",
-      "add",
-      "--account",
-      "acme",
-      "--role",
-      "full",
-      "--json",
-    ])).stdout,
-  ).key;
+  const full = (await addKey(relay.dataDir, "acme", "full")).key;
   await using echo = echoServer();
   await using _daemon = await startDaemon(relay, {
     key: keys.deviceKey,

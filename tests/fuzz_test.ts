@@ -11,13 +11,14 @@ import {
   BackgroundTunnel,
   clientEnv,
   echoServer,
+  enrollByApi,
   type Relay,
+  relaySocket,
   startDaemon,
   startRelay,
 } from "./_fleet.ts";
 import { benignFrame, clientData, hostileFrame, pingFrame } from "./_fuzz.ts";
-import { encodeControl, SUBPROTOCOL } from "../src/protocol/frame.ts";
-import { generateCredential } from "../src/protocol/keys.ts";
+import { encodeControl } from "../src/protocol/frame.ts";
 
 const FRAMES_PER_LINK = 2_500;
 const LINKS = 25; // of each kind: 2 × 25 × 2,500 = 125,000 frames
@@ -25,17 +26,7 @@ const MAX_GROWTH = 64 * 1024 * 1024;
 
 /** Opens a WebSocket to the relay; null if the relay refused it. */
 async function open(relay: Relay, secret: string, path: string): Promise<WebSocket | null> {
-  const ws = new WebSocket(`${relay.url.replace(/^http/, "ws")}${path}`, {
-    protocols: [SUBPROTOCOL],
-    headers: { authorization: `Bearer ${secret}` },
-  } as unknown as string[]);
-  ws.binaryType = "arraybuffer";
-  ws.onmessage = () => {};
-  const opened = await new Promise<boolean>((resolve) => {
-    ws.onopen = () => resolve(true);
-    ws.onerror = () => resolve(false);
-  });
-  return opened ? ws : null;
+  return (await relaySocket(relay, secret, path)).ws;
 }
 
 /** Sends frames while the socket is open; resolves with the number sent, once it has closed. */
@@ -90,22 +81,9 @@ Deno.test("over 100,000 hostile frames leave the relay up, bounded, and serving 
     stateDir: `${dir}/target`,
     services: { sink: sink.port },
   });
-  const credential = generateCredential();
-  const enrolled = await fetch(`${relay.url}/v1/enroll`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${acme.deviceKey}`, "content-type": "application/json" },
-    body: JSON.stringify({ credential, id: "rogue-1" }),
-  });
-  assertEquals(enrolled.status, 201);
-  await enrolled.body?.cancel();
+  const credential = await enrollByApi(relay, acme.deviceKey, "rogue-1");
   // A device link that never reports itself is closed after the 10 s handshake deadline.
-  const silentCredential = generateCredential();
-  const silentEnrol = await fetch(`${relay.url}/v1/enroll`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${acme.deviceKey}`, "content-type": "application/json" },
-    body: JSON.stringify({ credential: silentCredential, id: "silent-1" }),
-  });
-  await silentEnrol.body?.cancel();
+  const silentCredential = await enrollByApi(relay, acme.deviceKey, "silent-1");
   const silent = await open(relay, silentCredential, "/v1/device");
   const silentClosed = new Promise<number>((r) => (silent!.onclose = (e) => r(e.code)));
   const before = rss(relay.proc.pid);

@@ -9,23 +9,18 @@ import {
   BackgroundTunnel,
   clientEnv,
   echoServer,
+  enrollByApi,
+  type Relay,
+  relaySocket,
   startDaemon,
   startRelay,
 } from "./_fleet.ts";
-import { CLIENT_STREAM, FrameType, HEADER_SIZE, SUBPROTOCOL } from "../src/protocol/frame.ts";
-import { generateCredential } from "../src/protocol/keys.ts";
+import { CLIENT_STREAM, FrameType, HEADER_SIZE } from "../src/protocol/frame.ts";
 
-/** Opens a WebSocket as od would, resolving once open (or rejecting). */
-async function openSocket(url: string, secret: string): Promise<WebSocket> {
-  const ws = new WebSocket(url.replace(/^http/, "ws"), {
-    protocols: [SUBPROTOCOL],
-    headers: { authorization: `Bearer ${secret}` },
-  } as unknown as string[]);
-  ws.binaryType = "arraybuffer";
-  await new Promise<void>((resolve, reject) => {
-    ws.onopen = () => resolve();
-    ws.onerror = (e) => reject(new Error((e as ErrorEvent).message));
-  });
+/** Opens a socket the relay must accept. */
+async function openSocket(relay: Relay, secret: string, path: string): Promise<WebSocket> {
+  const { ws, status } = await relaySocket(relay, secret, path);
+  if (!ws) throw new Error(`${path} refused with ${status}`);
   return ws;
 }
 
@@ -64,39 +59,29 @@ Deno.test("garbage on the relay's endpoints closes only that connection", async 
   const background = new BackgroundTunnel(env, "edge-1");
 
   // A second, enrolled device whose link the test drives by hand.
-  const credential = generateCredential();
-  const enrolled = await fetch(`${relay.url}/v1/enroll`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${keys.deviceKey}`, "content-type": "application/json" },
-    body: JSON.stringify({ credential, id: "rogue-1" }),
-  });
-  assertEquals(enrolled.status, 201);
-  await enrolled.body?.cancel();
+  const credential = await enrollByApi(relay, keys.deviceKey, "rogue-1");
 
   await t.step("a 1 MiB garbage frame on a device link", async () => {
-    const ws = await openSocket(`${relay.url}/v1/device`, credential);
+    const ws = await openSocket(relay, credential, "/v1/device");
     const garbage = randomBytes(1024 * 1024);
     assertEquals(await sendAndAwaitClose(ws, [garbage]), 4400);
   });
 
   await t.step("a 1 MiB garbage frame on a client tunnel", async () => {
-    const ws = await openSocket(
-      `${relay.url}/v1/tunnel?device=edge-1&service=echo`,
-      keys.clientKey,
-    );
+    const ws = await openSocket(relay, keys.clientKey, "/v1/tunnel?device=edge-1&service=echo");
     assertEquals(await sendAndAwaitClose(ws, [randomBytes(1024 * 1024)]), 4400);
   });
 
   await t.step("random small frames, a text message, and frames for unopened streams", async () => {
     const frames = Array.from({ length: 200 }, (_, i) => randomBytes(1 + (i % 40)));
-    let ws = await openSocket(`${relay.url}/v1/device`, credential);
+    let ws = await openSocket(relay, credential, "/v1/device");
     const code = await sendAndAwaitClose(ws, frames);
     ok(closedByRelay(code), `close code ${code}`);
-    ws = await openSocket(`${relay.url}/v1/device`, credential);
+    ws = await openSocket(relay, credential, "/v1/device");
     assertEquals(await sendAndAwaitClose(ws, ["hello"]), 4400);
     // Well-formed DATA for a stream the relay never opened is dropped, not fatal; a DATA frame
     // on a client link before the device answered breaks the protocol.
-    ws = await openSocket(`${relay.url}/v1/device`, credential);
+    ws = await openSocket(relay, credential, "/v1/device");
     const stray = new Uint8Array(HEADER_SIZE + 3);
     stray[0] = FrameType.DATA;
     new DataView(stray.buffer).setUint32(1, 77);
@@ -105,11 +90,11 @@ Deno.test("garbage on the relay's endpoints closes only that connection", async 
     assertEquals(await sendAndAwaitClose(ws, []), 4400);
     // A client may not send DATA before the device has answered OPEN: the hand-driven device
     // never answers, so the relay must treat the early frame as a violation.
-    const silentDevice = await openSocket(`${relay.url}/v1/device`, credential);
+    const silentDevice = await openSocket(relay, credential, "/v1/device");
     const early = new Uint8Array(HEADER_SIZE + 1);
     early[0] = FrameType.DATA;
     new DataView(early.buffer).setUint32(1, CLIENT_STREAM);
-    ws = await openSocket(`${relay.url}/v1/tunnel?device=rogue-1&service=echo`, keys.clientKey);
+    ws = await openSocket(relay, keys.clientKey, "/v1/tunnel?device=rogue-1&service=echo");
     assertEquals(await sendAndAwaitClose(ws, [early]), 4400);
     silentDevice.close();
   });

@@ -5,7 +5,14 @@
  */
 import { deepStrictEqual as assertEquals, match } from "node:assert/strict";
 import { od, Proc, tempDir } from "./_harness.ts";
-import { addAccount, assertOneSentence, clientEnv, startDaemon, startRelay } from "./_fleet.ts";
+import {
+  addAccount,
+  addKey,
+  assertOneSentence,
+  clientEnv,
+  startDaemon,
+  startRelay,
+} from "./_fleet.ts";
 
 Deno.test("properties, filters, --await, rename and removal", async (t) => {
   await using dir = await tempDir();
@@ -134,19 +141,7 @@ Deno.test("properties, filters, --await, rename and removal", async (t) => {
     });
 
     await t.step("rename and removal (refused while online without --force)", async () => {
-      const full = await od([
-        "admin",
-        "--data",
-        relay.dataDir,
-        "key",
-        "add",
-        "--account",
-        "acme",
-        "--role",
-        "full",
-        "--json",
-      ]);
-      const fullEnv = { ...env, OD_KEY: JSON.parse(full.stdout).key };
+      const fullEnv = { ...env, OD_KEY: (await addKey(relay.dataDir, "acme", "full")).key };
       assertEquals((await od(["device", "rename", "dev-b", "dev-b2"], { env: fullEnv })).code, 0);
       assertEquals(await ids("site=basel"), ["dev-b2"]);
       assertOneSentence(

@@ -7,7 +7,7 @@ import { ConflictError } from "../store/accounts.ts";
 import { StoreError } from "../store/db.ts";
 import { KEY_ROLES, type KeyRole } from "../protocol/keys.ts";
 import { idProblem } from "../protocol/names.ts";
-import { printAudit } from "../cli/audit_table.ts";
+import { auditView, printAudit } from "../cli/audit_table.ts";
 
 const USAGE = `Usage: od admin [--data DIR] COMMAND [--json]
 
@@ -201,22 +201,7 @@ function audit(store: Store, rest: string[], values: Record<string, unknown>, js
     accountId,
     device: typeof values.device === "string" ? values.device.toLowerCase() : undefined,
     since: typeof values.since === "string" ? parseSince(values.since) : undefined,
-  }).map((r) => ({
-    at: new Date(r.at).toISOString(),
-    account: r.account,
-    owner: r.owner,
-    key: r.keyId,
-    ip: r.ip,
-    action: r.action,
-    device: r.device,
-    service: r.service,
-    result: r.result,
-    reason: r.reason,
-    durationMs: r.durationMs,
-    bytesUp: r.bytesUp,
-    bytesDown: r.bytesDown,
-    count: r.count,
-  }));
+  }).map(auditView);
   if (json) printJson(rows);
   else printAudit(rows);
   return 0;

@@ -69,11 +69,7 @@ export async function enrollDevice(state: DaemonState, env: EnrollEnv): Promise<
       env.signal,
     );
     if (!answer) return;
-    state.device = answer.device;
-    state.account = answer.account;
-    delete state.enrollKey;
-    delete state.requestedId;
-    saveState(env.stateDir, state);
+    adopt(state, answer, env);
     log.info("enrolled", { device: answer.device, account: answer.account });
   } catch (err) {
     // Copied while its original was still enrolling: the original owns the credential.
@@ -109,11 +105,16 @@ export async function becomeClone(state: DaemonState, env: EnrollEnv): Promise<v
     env.signal,
   );
   if (!answer) return;
+  adopt(state, answer, env);
+  log.info("enrolled as a clone", { device: answer.device, parent: answer.parent });
+}
+
+/** Records the identity the relay confirmed and drops what was only needed to obtain it. */
+function adopt(state: DaemonState, answer: { device: string; account: string }, env: EnrollEnv) {
   state.device = answer.device;
   state.account = answer.account;
   delete state.cloneFrom;
   delete state.enrollKey;
   delete state.requestedId;
   saveState(env.stateDir, state);
-  log.info("enrolled as a clone", { device: answer.device, parent: answer.parent });
 }

@@ -14,6 +14,7 @@ import type { RelayContext } from "./context.ts";
 import type { RequestAudit } from "./audit.ts";
 import { shareAllowsService, shareCovers } from "./access.ts";
 import type { Share } from "../store/shares.ts";
+import { auditView } from "../cli/audit_table.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
@@ -152,21 +153,5 @@ export function listAudit(ctx: RelayContext, key: KeyInfo, params: URLSearchPara
     since: sinceMs,
     limit: Math.min(Number(params.get("limit") ?? 10_000) || 10_000, 100_000),
   });
-  return json(rows.map((r) => ({
-    id: r.id,
-    at: iso(r.at),
-    account: r.account,
-    owner: r.owner,
-    key: r.keyId,
-    ip: r.ip,
-    action: r.action,
-    device: r.device,
-    service: r.service,
-    result: r.result,
-    reason: r.reason,
-    durationMs: r.durationMs,
-    bytesUp: r.bytesUp,
-    bytesDown: r.bytesDown,
-    count: r.count,
-  })));
+  return json(rows.map(auditView));
 }
