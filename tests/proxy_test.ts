@@ -1,0 +1,79 @@
+/**
+ * Firewall-friendly: with HTTPS_PROXY pointing at a real HTTP CONNECT proxy (tinyproxy), the
+ * daemon and the client reach a TLS relay only through the proxy, and tunnels work.
+ */
+import { deepStrictEqual as assertEquals, match } from "node:assert/strict";
+import { od, Proc, tempDir } from "./_harness.ts";
+import { addAccount, clientEnv, echoServer, makeTestCa, startRelay } from "./_fleet.ts";
+
+async function startTinyproxy(dir: string): Promise<{ proc: Proc; url: string; log: string }> {
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (probe.addr as Deno.NetAddr).port;
+    probe.close();
+    const log = `${dir}/tinyproxy-${port}.log`;
+    await Deno.writeTextFile(
+      `${dir}/tinyproxy.conf`,
+      [
+        `Port ${port}`,
+        "Listen 127.0.0.1",
+        "Timeout 600",
+        `LogFile "${log}"`,
+        "LogLevel Connect",
+        "MaxClients 100",
+        "Allow 127.0.0.1",
+      ].join("\n") + "\n",
+    );
+    const proc = new Proc("tinyproxy", ["-d", "-c", `${dir}/tinyproxy.conf`], { cmd: "tinyproxy" });
+    // tinyproxy logs to its file; it is ready when it accepts connections.
+    for (let i = 0; i < 50; i++) {
+      try {
+        (await Deno.connect({ hostname: "127.0.0.1", port })).close();
+        return { proc, url: `http://127.0.0.1:${port}`, log };
+      } catch {
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    await proc.stop();
+  }
+  throw new Error("tinyproxy did not start");
+}
+
+Deno.test("daemon and client reach a TLS relay through an HTTP CONNECT proxy", async () => {
+  await using dir = await tempDir();
+  const ca = await makeTestCa(dir);
+  await using relay = await startRelay(`${dir}/data`, { tls: ca });
+  const keys = await addAccount(relay.dataDir, "acme");
+  await using echo = echoServer();
+  const proxy = await startTinyproxy(dir);
+  const viaProxy = { HTTPS_PROXY: proxy.url, https_proxy: proxy.url, NO_PROXY: "", no_proxy: "" };
+  const daemon = new Proc("daemon", [
+    "daemon",
+    "--relay",
+    relay.url,
+    "--key",
+    keys.deviceKey,
+    "--id",
+    "edge-1",
+    "--state",
+    `${dir}/state`,
+    "--ca",
+    ca.caFile,
+    "--service",
+    `echo=127.0.0.1:${echo.port}`,
+  ], { env: viaProxy });
+  try {
+    await daemon.waitFor(/connected to relay/);
+    const env = { ...clientEnv(relay, keys.clientKey, `${dir}/config`), ...viaProxy };
+    const out = await od(["pipe", "edge-1", "echo"], { env, stdin: "through the proxy" });
+    assertEquals([out.code, out.stdout], [0, "through the proxy"], out.stderr);
+    const log = await Deno.readTextFile(proxy.log);
+    const host = new URL(relay.url).host;
+    // Both the daemon's link and the client's tunnel were CONNECTed through the proxy.
+    match(log, new RegExp(`CONNECT.*${host.split(":")[0]}`));
+    assertEquals((log.match(/Established connection to host/g) ?? []).length >= 2, true, log);
+  } finally {
+    await daemon.stop();
+    await proxy.proc.stop();
+  }
+});
