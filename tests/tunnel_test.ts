@@ -59,6 +59,16 @@ for (const transport of ["ws", "wss"] as const) {
     });
     const env = clientEnv(relay, keys.clientKey, `${dir}/config`);
 
+    await t.step("random bytes on the relay's port (TLS or not) do not disturb it", async () => {
+      for (let i = 0; i < 3; i++) {
+        const conn = await Deno.connect({ hostname: "127.0.0.1", port: relay.port });
+        await conn.write(randomBytes(16 * 1024)).catch(() => 0);
+        const buf = new Uint8Array(4096);
+        while ((await conn.read(buf).catch(() => null)) !== null) { /* until the relay closes */ }
+        conn.close();
+      }
+    });
+
     await t.step("printf x | od pipe dev echo prints the reply and exits", async () => {
       const out = await pipeThrough(env, "edge-1", "echo", new TextEncoder().encode("x"));
       assertEquals(out.stderr, "");
