@@ -31,8 +31,13 @@ async function open(relay: Relay, secret: string, path: string): Promise<WebSock
 
 /** Sends frames while the socket is open; resolves with the number sent, once it has closed. */
 async function blast(ws: WebSocket, frames: Iterable<Uint8Array>): Promise<number> {
+  if (ws.readyState === WebSocket.CLOSED) return 0; // the relay already closed it
   let sent = 0;
-  const closed = new Promise<void>((resolve) => (ws.onclose = () => resolve()));
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const closed = new Promise<void>((resolve) => {
+    ws.onclose = () => resolve();
+    timer = setTimeout(resolve, 10_000); // bounded even if the close event was missed
+  }).finally(() => clearTimeout(timer));
   for (const f of frames) {
     if (ws.readyState !== WebSocket.OPEN) break;
     ws.send(f);
@@ -102,7 +107,10 @@ Deno.test("over 100,000 hostile frames leave the relay up, bounded, and serving 
       total += await blast(dev, deviceFrames());
       const cli = await open(relay, acme.clientKey, "/v1/tunnel?device=target-1&service=sink");
       ok(cli, "a tunnel to the target could open");
-      await new Promise<void>((r) => (cli.onmessage = () => r())); // the device CONTROL
+      await new Promise<void>((r) => {
+        cli.onmessage = () => r(); // OPENED (or a RESET)
+        cli.onclose = () => r();
+      });
       total += await blast(cli, clientFrames());
       for (const path of ["/v1/device", "/v1/tunnel?device=target-1&service=sink"]) {
         const ws = await open(relay, path === "/v1/device" ? credential : acme.clientKey, path);

@@ -4,7 +4,8 @@
  */
 import { CLIENT_STREAM, decodeFrame, encodePing, FrameType, ResetCode } from "../protocol/frame.ts";
 import { dialLink, type RelayTarget } from "../transport/dial.ts";
-import { CloseCode, type WebSocketLink } from "../transport/link.ts";
+import { CloseCode } from "../transport/link.ts";
+import type { ClientSocketLink } from "../transport/ws_client.ts";
 import { type ByteIO, StreamEnd } from "../transport/stream.ts";
 import { OdError } from "../cli/errors.ts";
 
@@ -44,7 +45,7 @@ export function stdio(): ByteIO {
   };
 }
 
-/** Who the relay says the device is, sent on a client link before OPENED. */
+/** Who the relay says the device is, sent with OPENED on a client link. */
 export interface TunnelDevice {
   id: string;
   account: string;
@@ -53,7 +54,7 @@ export interface TunnelDevice {
 
 /** An open tunnel: its link and the device it reaches. */
 export interface Tunnel {
-  link: WebSocketLink;
+  link: ClientSocketLink;
   device: TunnelDevice | null;
 }
 
@@ -72,13 +73,14 @@ export async function openTunnel(
   service: string,
 ): Promise<Tunnel> {
   const link = await dialLink(target, "/v1/tunnel", { device, service });
+  // Acknowledges the relay's 101 now rather than after a delayed-ACK timeout (see frame.ts).
+  link.send(encodePing(FrameType.PONG, new Uint8Array(8)));
   let info: TunnelDevice | null = null;
   const answer = await new Promise<{ ok: true } | { ok: false; reason: string }>((resolve) => {
     link.onFrame = (raw) => {
       const frame = decodeFrame(raw);
-      if (frame.type === FrameType.CONTROL && frame.message.t === "device") {
-        info = parseDevice(frame.message);
-      } else if (frame.type === FrameType.OPENED) {
+      if (frame.type === FrameType.OPENED) {
+        info = frame.info ? parseDevice(frame.info) : null;
         link.onFrame = null; // hold the data that follows until the caller attaches
         resolve({ ok: true });
       } else if (frame.type === FrameType.RESET) resolve({ ok: false, reason: frame.reason });

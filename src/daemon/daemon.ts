@@ -203,9 +203,8 @@ async function connectOnce(rt: Runtime): Promise<void> {
     headers: { "x-od-fingerprint": rt.env.fingerprint },
   };
   const link = await dialLink(target, "/v1/device");
-  const device = new DeviceLink(link, rt.services);
   rt.sync = new PropsSync(link, rt.props);
-  device.onControl = (m) => onControl(rt, m);
+  const device = new DeviceLink(link, rt.services, (m) => onControl(rt, m));
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     link.onClose = (code, reason) => resolve({ code, reason });
   });

@@ -32,12 +32,20 @@ export class DeviceLink {
   #cancelled = new Set<number>(); // streams reset while still dialling
   #resolveHello!: (m: Record<string, unknown>) => void;
 
-  /** Called with CONTROL messages other than hello. */
-  onControl: (message: Record<string, unknown>) => void = () => {};
+  #onControl: (message: Record<string, unknown>) => void;
 
-  constructor(link: FrameLink, services: Map<string, ServiceTarget>) {
+  /**
+   * `onControl` gets CONTROL messages other than hello. It is a constructor argument because the
+   * link may already hold frames, which are handed over as soon as this attaches.
+   */
+  constructor(
+    link: FrameLink,
+    services: Map<string, ServiceTarget>,
+    onControl: (message: Record<string, unknown>) => void,
+  ) {
     this.link = link;
     this.#services = services;
+    this.#onControl = onControl;
     this.hello = new Promise((resolve) => (this.#resolveHello = resolve));
     link.onFrame = (raw) => this.#onFrame(raw);
   }
@@ -63,7 +71,7 @@ export class DeviceLink {
         return this.#open(frame.stream, frame.service, frame.from);
       case FrameType.CONTROL:
         if (frame.message.t === "hello") this.#resolveHello(frame.message);
-        else this.onControl(frame.message);
+        else this.#onControl(frame.message);
         return;
       case FrameType.PING:
         return this.link.send(encodePing(FrameType.PONG, frame.nonce));

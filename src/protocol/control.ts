@@ -9,7 +9,6 @@
  *   relay → daemon  {t:"props-state", full, last, props:{k:{v, at}}}  the relay's values:
  *                   full after each connect (replacing the daemon's copy), else client edits
  *   relay → daemon  {t:"renamed", device}                  the device has a new id
- *   relay → client  {t:"device", id, account, hostKeys}    on a client link, before OPENED
  *
  * Parsers here validate and bound everything a peer controls; unknown fields are ignored and
  * unknown `t` values are skipped by receivers, so either side can add messages.

@@ -9,10 +9,13 @@
  * 2. Device link (daemon ⇄ relay, one per device). The relay sends CONTROL `hello`; the daemon
  *    answers CONTROL `info` (version, services, host keys). The relay opens streams with OPEN;
  *    the daemon answers OPENED once it has dialled the service, or RESET with the reason.
- * 3. Client link (od pipe ⇄ relay, one per tunnel). Carries a single stream, id 1. The relay
- *    first sends CONTROL `device` (id, account, sshd host keys, for pinning), then forwards the
- *    device's OPENED or RESET, and then switches DATA, CREDIT, EOF and RESET between the two
- *    links, rewriting only the stream id in place.
+ * 3. Client link (od pipe ⇄ relay, one per tunnel). Carries a single stream, id 1. Right after
+ *    the upgrade the client sends an unsolicited PONG, which the relay ignores: it acknowledges
+ *    the 101 at once, so a relay whose socket delays small writes (Nagle) sends the next one
+ *    without waiting for a delayed ACK. The relay answers with the device's RESET, or with
+ *    OPENED carrying who the device is (id, account, sshd host keys, for pinning) as JSON, all
+ *    in one write; then it switches DATA, CREDIT, EOF and RESET between the two links,
+ *    rewriting only the stream id in place.
  * 4. Steady state. Each side of a stream may send at most `STREAM_WINDOW` bytes of DATA beyond
  *    what the other side has granted back with CREDIT; the receiver grants credit only after it
  *    has written the bytes out, so a slow reader stalls the writer instead of filling buffers.
@@ -45,7 +48,7 @@ export const MAX_STREAM_ID = 0xffffffff;
 /** Frame type codes. */
 export const FrameType = {
   OPEN: 0x01, //     stream | JSON {service, from}            relay → device
-  OPENED: 0x02, //   stream | (empty)                          device → relay → client
+  OPENED: 0x02, //   stream | (empty) or JSON device info       device → relay → client
   DATA: 0x03, //     stream | bytes (1..MAX_DATA)              both ways
   CREDIT: 0x04, //   stream | u32 bytes granted                both ways
   EOF: 0x05, //      stream | (empty)  sender will send no more DATA
@@ -70,7 +73,7 @@ export const ResetCode = {
 /** A decoded frame. */
 export type Frame =
   | { type: typeof FrameType.OPEN; stream: number; service: string; from: string }
-  | { type: typeof FrameType.OPENED; stream: number }
+  | { type: typeof FrameType.OPENED; stream: number; info: Record<string, unknown> | null }
   | { type: typeof FrameType.DATA; stream: number; data: Uint8Array }
   | { type: typeof FrameType.CREDIT; stream: number; bytes: number }
   | { type: typeof FrameType.EOF; stream: number }
@@ -111,9 +114,9 @@ export function encodeOpen(stream: number, service: string, from: string): Uint8
   return json(FrameType.OPEN, stream, { service, from });
 }
 
-/** Encodes OPENED: the device has connected the stream to its service. */
-export function encodeOpened(stream: number): Uint8Array {
-  return header(FrameType.OPENED, stream, 0);
+/** Encodes OPENED: the stream is connected; the relay adds what the client should know. */
+export function encodeOpened(stream: number, info?: Record<string, unknown>): Uint8Array {
+  return info ? json(FrameType.OPENED, stream, info) : header(FrameType.OPENED, stream, 0);
 }
 
 /** Encodes DATA by copying `data`; hot paths fill `dataFrame()` buffers instead. */
@@ -230,8 +233,7 @@ export function decodeFrame(frame: Uint8Array): Frame {
     }
     case FrameType.OPENED:
       expectLinkStream(stream, "OPENED", false);
-      expectSize(payload, 0, "OPENED");
-      return { type, stream };
+      return { type, stream, info: payload.length === 0 ? null : parseJson(payload, "OPENED") };
     case FrameType.DATA:
       expectLinkStream(stream, "DATA", false);
       if (payload.length === 0) throw new ProtocolError("Malformed DATA frame: empty payload");

@@ -31,7 +31,12 @@ Deno.test("decodeFrame() round-trips every frame type", () => {
     service: "ssh",
     from: "1.2.3.4",
   });
-  assertEquals(decodeFrame(encodeOpened(7)), { type: FrameType.OPENED, stream: 7 });
+  assertEquals(decodeFrame(encodeOpened(7)), { type: FrameType.OPENED, stream: 7, info: null });
+  assertEquals(decodeFrame(encodeOpened(7, { id: "pi-1" })), {
+    type: FrameType.OPENED,
+    stream: 7,
+    info: { id: "pi-1" },
+  });
   assertEquals(decodeFrame(encodeData(0xffffffff, bytes(9, 8))), {
     type: FrameType.DATA,
     stream: 0xffffffff,
@@ -87,7 +92,7 @@ const malformed: [string, Uint8Array, RegExp][] = [
   ["short CREDIT", bytes(FrameType.CREDIT, 0, 0, 0, 1, 0, 1), /not 4/],
   ["zero CREDIT", encodeCreditRaw(0), /outside/],
   ["CREDIT over window", encodeCreditRaw(STREAM_WINDOW + 1), /outside/],
-  ["OPENED with payload", bytes(FrameType.OPENED, 0, 0, 0, 1, 9), /not 0/],
+  ["OPENED with a non-JSON payload", bytes(FrameType.OPENED, 0, 0, 0, 1, 9), /not JSON/],
   ["EOF with payload", bytes(FrameType.EOF, 0, 0, 0, 1, 9), /not 0/],
   ["RESET without code", bytes(FrameType.RESET, 0, 0, 0, 1), /missing code/],
   ["CONTROL on a stream", bytes(FrameType.CONTROL, 0, 0, 0, 1, 123, 125), /must use stream 0/],

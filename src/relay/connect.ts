@@ -140,9 +140,7 @@ export function tunnel(ctx: RelayContext, req: Request, ip: string, audit: Reque
   const { link, response } = upgrade(req);
   // Who the device is and its sshd host keys, so od pipe can pin them before ssh checks.
   const view = deviceView(ctx.hub, record, {});
-  link.send(
-    encodeControl({ t: "device", id: view.id, account: view.account, hostKeys: view.hostKeys }),
-  );
+  const opened = { id: view.id, account: view.account, hostKeys: view.hostKeys };
   const stream = new RelayStream(link, {
     accountId: key.accountId,
     keyId: key.id,
@@ -151,7 +149,7 @@ export function tunnel(ctx: RelayContext, req: Request, ip: string, audit: Reque
     ownerId: record.accountId,
     service,
     from: ip,
-  });
+  }, opened);
   ctx.hub.addTunnel(stream);
   stream.onEnd = (end) => {
     ctx.hub.removeTunnel(stream);

@@ -7,6 +7,7 @@
 import {
   CLIENT_STREAM,
   decodeFrame,
+  encodeOpened,
   encodePing,
   encodeReset,
   type Frame,
@@ -59,6 +60,7 @@ export class RelayStream {
   onEnd: (end: TunnelEnd) => void = () => {};
 
   #device: DeviceSide | null = null;
+  #openedInfo: Record<string, unknown>;
   #opened = false;
   #finished = false;
   #toDevice = STREAM_WINDOW; // bytes the client may still send
@@ -69,9 +71,14 @@ export class RelayStream {
   #bytesDown = 0;
   #timer: ReturnType<typeof setTimeout> | undefined;
 
-  constructor(client: FrameLink, info: TunnelInfo) {
+  /**
+   * `openedInfo` is what the client is told about the device with OPENED (id, account, host
+   * keys for pinning).
+   */
+  constructor(client: FrameLink, info: TunnelInfo, openedInfo: Record<string, unknown>) {
     this.client = client;
     this.info = info;
+    this.#openedInfo = openedInfo;
     client.onFrame = (raw) => this.#fromClient(raw);
     client.onClose = () => {
       this.#end("reset", ResetCode.CANCELLED, "the client went away", { device: true });
@@ -113,7 +120,9 @@ export class RelayStream {
         if (this.#opened) return this.#violation("the device opened a stream twice", "device");
         this.#opened = true;
         clearTimeout(this.#timer);
-        break;
+        // The client learns who the device is in the same frame, so it is one write.
+        this.client.send(encodeOpened(CLIENT_STREAM, this.#openedInfo));
+        return;
       case FrameType.DATA:
         this.#toClient -= frame.data.length;
         this.#bytesDown += frame.data.length;
@@ -148,6 +157,7 @@ export class RelayStream {
       this.client.send(encodePing(FrameType.PONG, frame.nonce));
       return;
     }
+    if (frame.type === FrameType.PONG) return; // unsolicited: the client's ACK nudge
     if (frame.stream !== CLIENT_STREAM) {
       return this.#violation(`a client link carries only stream ${CLIENT_STREAM}`, "client");
     }

@@ -1,14 +1,10 @@
 /**
- * Reaching the relay from a daemon or client: API calls with fetch and links with WebSocket,
- * both trusting an optional private CA and honouring HTTPS_PROXY/NO_PROXY as Deno does.
- *
- * A browser-style WebSocket reports a refused upgrade only as "Invalid status code: 401". To
- * give the user the relay's own sentence, a failed upgrade is followed by one plain GET to the
- * same URL with the same credentials; the relay runs the same checks and answers with the
- * reason as JSON (and Retry-After when throttling).
+ * Reaching the relay from a daemon or client: API calls with fetch and links with od's own
+ * WebSocket client (ws_client.ts), both trusting an optional private CA and honouring
+ * HTTPS_PROXY/NO_PROXY. A refused upgrade is read as the relay's JSON sentence.
  */
 import { SUBPROTOCOL } from "../protocol/frame.ts";
-import { WebSocketLink } from "./link.ts";
+import { type ClientSocketLink, openWebSocket, UpgradeRefused } from "./ws_client.ts";
 
 /** Where the relay is and how to talk to it. */
 export interface RelayTarget {
@@ -117,7 +113,12 @@ export async function callApi(
   return parsed;
 }
 
-function refusal(target: RelayTarget, res: Response, parsed: unknown, text: string): RelayError {
+function refusal(
+  target: RelayTarget,
+  res: { status: number; headers: Headers },
+  parsed: unknown,
+  text: string,
+): RelayError {
   const retry = Number(res.headers.get("retry-after"));
   const message = parsed && typeof parsed === "object" && "error" in parsed &&
       typeof parsed.error === "string"
@@ -134,80 +135,35 @@ function refusal(target: RelayTarget, res: Response, parsed: unknown, text: stri
 }
 
 /**
- * Opens a link to `path` (with query `params`) and resolves once the WebSocket is open. On
- * failure asks the relay why and throws RelayError with its sentence.
+ * Opens a link to `path` (with query `params`) and resolves once the WebSocket is open. A
+ * refusal carries the relay's sentence, Retry-After and clone marker from its HTTP answer.
  */
 export async function dialLink(
   target: RelayTarget,
   path: string,
   params: Record<string, string> = {},
-): Promise<WebSocketLink> {
+): Promise<ClientSocketLink> {
   const url = new URL(path, target.url);
   for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
-  const wsUrl = url.href.replace(/^http/, "ws");
-  let ws: WebSocket;
+  url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   try {
-    ws = new WebSocket(wsUrl, {
-      protocols: [SUBPROTOCOL],
+    return await openWebSocket({
+      url,
+      protocol: SUBPROTOCOL,
       headers: headers(target),
-      client: httpClient(target.ca),
-    } as WebSocketInit);
-  } catch (err) {
-    throw unreachable(target, err);
-  }
-  // Wrapped at once: the link holds frames that arrive before its owner attaches a handler.
-  const link = new WebSocketLink(ws);
-  const failure = await new Promise<string | null>((resolve) => {
-    const timer = setTimeout(() => {
-      resolve("timed out waiting for the relay");
-      link.close();
-    }, HANDSHAKE_TIMEOUT_MS);
-    ws.addEventListener("open", () => {
-      clearTimeout(timer);
-      resolve(null);
-    });
-    ws.addEventListener("error", (ev) => {
-      clearTimeout(timer);
-      resolve((ev as ErrorEvent).message ?? "WebSocket error");
-    });
-  });
-  if (failure === null) return link;
-  // Ask the relay why with a plain GET that carries the same checks; if it cannot be reached,
-  // fetch's error names the cause better than the WebSocket's "tcp connect error".
-  let res: Response;
-  try {
-    res = await fetch(url, {
-      headers: headers(target),
-      client: httpClient(target.ca),
-      signal: AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS),
+      ca: target.ca,
+      timeoutMs: HANDSHAKE_TIMEOUT_MS,
     });
   } catch (err) {
-    throw unreachable(target, err);
+    if (!(err instanceof UpgradeRefused)) throw unreachable(target, err);
+    let parsed: unknown = null;
+    try {
+      parsed = JSON.parse(err.body);
+    } catch {
+      // not JSON: another server answered
+    }
+    throw refusal(target, { status: err.status, headers: err.headers }, parsed, err.body);
   }
-  const text = await res.text();
-  let parsed: unknown = null;
-  try {
-    parsed = JSON.parse(text);
-  } catch {
-    // not JSON
-  }
-  if (!res.ok && res.status !== 400) throw refusal(target, res, parsed, text);
-  if (
-    res.status === 400 && parsed && typeof parsed === "object" && "error" in parsed &&
-    !String(parsed.error).includes("needs a WebSocket upgrade")
-  ) {
-    throw refusal(target, res, parsed, text);
-  }
-  const status = Number(/Invalid status code:? (\d+)/i.exec(failure)?.[1] ?? 0);
-  if (status === 0) throw unreachable(target, new Error(failure));
-  throw new RelayError(`relay at ${target.url} refused the connection (HTTP ${status})`, status);
-}
-
-/** The WebSocket constructor options Deno accepts beyond the browser's. */
-interface WebSocketInit {
-  protocols?: string[];
-  headers?: Record<string, string>;
-  client?: Deno.HttpClient;
 }
 
 /** Starts a streaming GET (JSON lines); resolves to the open response or throws RelayError. */

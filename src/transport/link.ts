@@ -43,7 +43,7 @@ const MAX_CLOSE_REASON = 120; // WebSocket close reasons are limited to 123 byte
  * nothing is lost between a socket opening and its owner attaching (a WebSocket may dispatch a
  * message in the same turn as its open event).
  */
-abstract class BaseLink {
+export abstract class BaseLink {
   #frameHandler: ((frame: Uint8Array) => void) | null = null;
   #closeHandler: ((code: number, reason: string) => void) | null = null;
   #inbox: Uint8Array[] = [];
@@ -57,8 +57,9 @@ abstract class BaseLink {
   }
   set onFrame(handler: ((frame: Uint8Array) => void) | null) {
     this.#frameHandler = handler;
-    while (handler && this.#inbox.length > 0 && this.#frameHandler === handler && !this.closed) {
-      this.deliver(this.#inbox.shift()!);
+    // Hand over what arrived before; stop if the handler replaces itself (it then gets the rest).
+    while (handler && this.#frameHandler === handler && this.#inbox.length > 0) {
+      this.#dispatch(handler, this.#inbox.shift()!);
     }
   }
 
@@ -80,12 +81,14 @@ abstract class BaseLink {
 
   protected deliver(frame: Uint8Array): void {
     if (this.closed) return;
-    if (!this.#frameHandler || this.#inbox.length > 0) {
-      this.#inbox.push(frame);
-      return;
-    }
+    const handler = this.#frameHandler;
+    if (!handler || this.#inbox.length > 0) this.#inbox.push(frame);
+    else this.#dispatch(handler, frame);
+  }
+
+  #dispatch(handler: (frame: Uint8Array) => void, frame: Uint8Array): void {
     try {
-      this.#frameHandler(frame);
+      handler(frame);
     } catch (err) {
       this.close(CloseCode.PROTOCOL, err instanceof Error ? err.message : String(err));
     }
@@ -93,8 +96,7 @@ abstract class BaseLink {
 
   protected finish(code: number, reason: string): void {
     if (this.closed) return;
-    this.closed = true;
-    this.#inbox = [];
+    this.closed = true; // frames already received stay in the inbox for a late handler
     if (this.#closeHandler) this.#closeHandler(code, reason);
     else this.#closedWith = [code, reason];
   }
