@@ -6,10 +6,15 @@
  *    copy and to one raw wss hop between two Deno processes;
  * 2. relay CPU seconds per GiB forwarded, next to the raw wss hop server's;
  * 3. tunnel open latency (p50/p95 of sequential `openTunnel` calls), next to a TCP connect;
- * 4. relay memory per connected idle device, next to a plain Deno WebSocket server.
+ * 4. relay memory per connected idle device, next to a plain Deno WebSocket server;
+ * 5. with the real ssh client: bulk upload and download through `od ssh` over ws and wss, next
+ *    to direct ssh and an `ssh -R` gateway, and connect time next to direct ssh
+ *    (scripts/bench/ssh.ts).
  *
- * Every process and server it starts is stopped on the way out, also when a step fails.
+ * `--only core` runs figures 1–4, `--only ssh` figure 5; without `--only` all run. Every
+ * process and server it starts is stopped on the way out, also when a step fails.
  */
+import { parseArgs } from "node:util";
 import { tempDir } from "../tests/_harness.ts";
 import { echoServer, makeTestCa, type TestCa } from "../tests/_fleet.ts";
 import { closeHttpClients } from "../src/transport/dial.ts";
@@ -17,6 +22,7 @@ import { type Fleet, startFleet, type Transport } from "./bench/fleet.ts";
 import { feedBlock, type PipeRun, pipeRun, startWssHop, tcpRun } from "./bench/throughput.ts";
 import { tcpConnects, tunnelOpens, webSocketOpens } from "./bench/latency.ts";
 import { plainPerSocket, relayPerDevice } from "./bench/memory.ts";
+import { sshFigures } from "./bench/ssh.ts";
 import {
   clockTicks,
   emit,
@@ -165,11 +171,28 @@ async function memoryFigures(ca: TestCa) {
   }
 }
 
-async function main(): Promise<void> {
-  const started = performance.now();
-  const ticks = await clockTicks();
-  await using dir = await tempDir("od-bench-");
-  const ca = await makeTestCa(dir);
+/** The groups of figures `--only` can pick. */
+const SUITES = ["core", "ssh"] as const;
+type Suite = (typeof SUITES)[number];
+
+/** The suites named by `--only` (repeatable, or comma-separated); all when none is named. */
+function chosenSuites(args: string[]): Set<Suite> {
+  const usage = `usage: deno task bench [--only ${SUITES.join("|")}]…`;
+  let only: string[];
+  try {
+    only = parseArgs({ args, options: { only: { type: "string", multiple: true } } }).values.only ??
+      [...SUITES];
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; ${usage}`);
+  }
+  const names = only.flatMap((o) => o.split(","));
+  const unknown = names.filter((n) => !(SUITES as readonly string[]).includes(n));
+  if (unknown.length) throw new Error(`unknown suite ${unknown.join(", ")}; ${usage}`);
+  return new Set(names as Suite[]);
+}
+
+/** Figures 1–4, against relays and daemons exposing a TCP sink and an echo service. */
+async function coreFigures(ca: TestCa, ticks: number): Promise<void> {
   {
     await using sinkProc = helper("tcp sink", "tcp_peer.ts", ["sink"]);
     const reports = new Reports(sinkProc);
@@ -187,7 +210,25 @@ async function main(): Promise<void> {
   progress(`measuring memory with ${DEVICES} idle devices`);
   await memoryFigures(ca);
   closeHttpClients();
+}
+
+async function main(suites: Set<Suite>): Promise<void> {
+  const started = performance.now();
+  const ticks = await clockTicks();
+  await using dir = await tempDir("od-bench-");
+  const ca = await makeTestCa(dir);
+  if (suites.has("core")) await coreFigures(ca, ticks);
+  if (suites.has("ssh")) await sshFigures(ca, ticks);
   progress(`done in ${Math.round((performance.now() - started) / 1000)} s`);
 }
 
-if (import.meta.main) await main();
+if (import.meta.main) {
+  let suites: Set<Suite>;
+  try {
+    suites = chosenSuites(Deno.args);
+  } catch (err) {
+    console.error(`bench: ${(err as Error).message}`);
+    Deno.exit(2); // a usage error, as od's own commands exit
+  }
+  await main(suites);
+}

@@ -27,20 +27,32 @@ async function pool(count: number, width: number, task: (i: number) => Promise<v
   await Promise.all(Array.from({ length: Math.min(width, count) }, worker));
 }
 
+const MAX_TRIES = 20; // a throttled request waits about a second per try
+
 async function enrol(url: string, key: string, count: number, client?: Deno.HttpClient) {
   const credentials: string[] = [];
   await pool(count, ENROL_WIDTH, async (i) => {
     const credential = generateCredential();
-    const res = await fetch(new URL("/v1/enroll", url), {
-      method: "POST",
-      headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
-      body: JSON.stringify({ credential, id: `load-${i}` }),
-      client,
-      signal: AbortSignal.timeout(STEP_TIMEOUT_MS),
-    });
-    const text = await res.text();
-    if (!res.ok) throw new Error(`enrolment ${i} failed: HTTP ${res.status} ${text}`);
-    credentials[i] = credential;
+    // The relay throttles one address at 200 requests a second after a burst; like a daemon,
+    // the load process waits as long as Retry-After says (bounded number of tries).
+    for (let attempt = 0; attempt < MAX_TRIES; attempt++) {
+      const res = await fetch(new URL("/v1/enroll", url), {
+        method: "POST",
+        headers: { authorization: `Bearer ${key}`, "content-type": "application/json" },
+        body: JSON.stringify({ credential, id: `load-${i}` }),
+        client,
+        signal: AbortSignal.timeout(STEP_TIMEOUT_MS),
+      });
+      const text = await res.text();
+      if (res.status === 429) {
+        await new Promise((r) => setTimeout(r, Number(res.headers.get("retry-after") ?? 1) * 1000));
+        continue;
+      }
+      if (!res.ok) throw new Error(`enrolment ${i} failed: HTTP ${res.status} ${text}`);
+      credentials[i] = credential;
+      return;
+    }
+    throw new Error(`enrolment ${i} was throttled ${MAX_TRIES} times`);
   });
   return credentials;
 }
@@ -53,13 +65,13 @@ function link(url: string, secret: string, od: boolean, held: WebSocket[], c?: D
     client: c,
   });
   ws.binaryType = "arraybuffer";
-  held.push(ws);
   const info = encodeControl({ t: "info", version: "bench", services: ["ssh"], hostname: "load" });
   return new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error("handshake timed out")), STEP_TIMEOUT_MS);
     const done = () => {
       clearTimeout(timer);
       ws.onmessage = null; // answer nothing from now on
+      held.push(ws);
       resolve();
     };
     ws.onopen = () => {
@@ -85,7 +97,18 @@ async function main(mode: string, url: string, count: number, key?: string, caFi
   const started = performance.now();
   const wsUrl = new URL(od ? "/v1/device" : "/", url).href.replace(/^http/, "ws");
   const held: WebSocket[] = [];
-  await pool(count, CONNECT_WIDTH, (i) => link(wsUrl, credentials[i], od, held, client));
+  await pool(count, CONNECT_WIDTH, async (i) => {
+    for (let attempt = 1;; attempt++) {
+      try {
+        return await link(wsUrl, credentials[i], od, held, client);
+      } catch (err) {
+        // Throttled (429) like a reconnecting site behind one NAT, or a stream error from
+        // Deno's WebSocket over HTTP/2 under load: wait and try again, as a daemon would.
+        if (attempt >= MAX_TRIES) throw err;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  });
   console.log(JSON.stringify({ ready: held.length, ms: performance.now() - started }));
   await new Promise(() => {}); // hold the links until killed
 }

@@ -1,6 +1,7 @@
 /**
  * The od processes a benchmark runs against: a relay (plain or TLS with the test CA), one
- * account, and one daemon exposing the bench's TCP sink and echo services.
+ * account, and one daemon exposing the services a benchmark names (the core figures' TCP sink
+ * and echo, the ssh figures' sshd).
  */
 import { type Proc, tempDir } from "../../tests/_harness.ts";
 import {
@@ -62,11 +63,12 @@ export async function startBareRelay(transport: Transport, ca: TestCa): Promise<
   }
 }
 
-/** Starts a relay and a daemon whose services are `sink` and `echo` on the given ports. */
+/** Starts a relay and a daemon exposing `services` (name to port on 127.0.0.1). */
 export async function startFleet(
   transport: Transport,
   ca: TestCa,
-  ports: { sink: number; echo: number },
+  services: Record<string, number>,
+  extraArgs: string[] = [],
 ): Promise<Fleet> {
   const bare = await startBareRelay(transport, ca);
   const { relay, keys, dir } = bare;
@@ -75,7 +77,8 @@ export async function startFleet(
       key: keys.deviceKey,
       id: DEVICE,
       stateDir: `${dir}/state`,
-      services: { sink: ports.sink, echo: ports.echo },
+      services,
+      extraArgs,
     });
     return {
       ...bare,

@@ -22,6 +22,7 @@ export interface Held {
   perConnKiB: number;
 }
 
+const CHECK_TRIES = 25; // 25 × 200 ms: info messages are processed in well under a second
 const settle = () => new Promise((r) => setTimeout(r, SETTLE_MS));
 
 /** Runs a load process against a server process and measures the server's RSS around it. */
@@ -42,7 +43,16 @@ async function hold(
   const ready = await reports.next<{ ready: number; ms: number }>(CONNECT_TIMEOUT_MS);
   if (ready.ready !== count) throw new Error(`only ${ready.ready}/${count} links came up`);
   progress(`${count} links up in ${Math.round(ready.ms)} ms`);
-  await check(count);
+  // The last devices' info messages may still be on their way: check again for a few seconds.
+  for (let attempt = 1;; attempt++) {
+    try {
+      await check(count);
+      break;
+    } catch (err) {
+      if (attempt >= CHECK_TRIES) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
   await settle();
   const loadedKiB = rssKiB(serverPid);
   return { freshKiB, baseKiB, loadedKiB, perConnKiB: (loadedKiB - baseKiB) / count };

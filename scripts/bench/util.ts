@@ -1,6 +1,7 @@
 /**
- * Shared pieces of the benchmark: the figure line format, progress messages, process CPU and
- * memory from /proc, percentiles, and helper processes that report JSON lines on stdout.
+ * Shared pieces of the benchmark: the figure line format, progress messages, process CPU (of
+ * one process or a whole tree) and memory from /proc, percentiles, helper processes that report
+ * JSON lines on stdout, and stopping a process with everything it started.
  */
 import { Proc } from "../../tests/_harness.ts";
 
@@ -90,6 +91,45 @@ export function cpuSince<K extends string>(pids: Record<K, number>, ticks: numbe
   };
 }
 
+/** Pids of the live children of `pid`, from /proc/PID/task/TID/children (none once it is gone). */
+export function childPids(pid: number): number[] {
+  try {
+    return [...Deno.readDirSync(`/proc/${pid}/task`)].flatMap((t) =>
+      Deno.readTextFileSync(`/proc/${pid}/task/${t.name}/children`).trim().split(" ")
+        .filter((p) => p !== "").map(Number)
+    );
+  } catch {
+    return []; // exited while being read
+  }
+}
+
+/**
+ * CPU seconds of a process and all its descendants: its own, its reaped children's (cutime and
+ * cstime, fields 16 and 17) and, recursively, its live children's. sshd forks a process per
+ * connection, so only the whole tree shows what a connection cost it.
+ */
+export function treeCpuSeconds(pid: number, ticks: number): number {
+  let stat: string;
+  try {
+    stat = Deno.readTextFileSync(`/proc/${pid}/stat`);
+  } catch {
+    return 0; // exited between listing and reading; its parent's cutime has it once reaped
+  }
+  const f = stat.slice(stat.lastIndexOf(")") + 2).split(" "); // as in cpuSeconds
+  const own = (Number(f[11]) + Number(f[12]) + Number(f[13]) + Number(f[14])) / ticks;
+  return childPids(pid).reduce((sum, child) => sum + treeCpuSeconds(child, ticks), own);
+}
+
+/** As `cpuSince`, for whole process trees (`treeCpuSeconds`). */
+export function treeCpuSince<K extends string>(pids: Record<K, number>, ticks: number) {
+  const keys = Object.keys(pids) as K[];
+  const before = keys.map((k) => treeCpuSeconds(pids[k], ticks));
+  return (): Record<K, number> => {
+    const used = keys.map((k, i) => [k, treeCpuSeconds(pids[k], ticks) - before[i]]);
+    return Object.fromEntries(used) as Record<K, number>;
+  };
+}
+
 /** Resident memory of a process in KiB, from VmRSS in /proc/PID/status. */
 export function rssKiB(pid: number): number {
   const m = /VmRSS:\s+(\d+) kB/.exec(Deno.readTextFileSync(`/proc/${pid}/status`));
@@ -131,6 +171,34 @@ export function cpuUsed(proc: Proc): number {
   const parts = [...line.matchAll(/(\d+)m([\d.]+)s/g)].map((m) => Number(m[1]) * 60 + +m[2]);
   if (parts.length !== 2) throw new Error(`${proc.name}: no CPU times on stderr:\n${proc.stderr}`);
   return parts[0] + parts[1];
+}
+
+/** Every live descendant of `pid`. */
+export function descendants(pid: number): number[] {
+  return childPids(pid).flatMap((child) => [child, ...descendants(child)]);
+}
+
+/** Stops a process and everything it started: SIGTERM to each descendant by pid, then `stop`. */
+export async function stopTree(proc: Proc): Promise<void> {
+  for (const pid of descendants(proc.pid)) {
+    try {
+      Deno.kill(pid, "SIGTERM");
+    } catch {
+      // already gone
+    }
+  }
+  await proc.stop();
+}
+
+/** Waits for `proc` to exit; past `timeoutMs` stops it and all it started, and throws. */
+export async function finish(proc: Proc, timeoutMs: number) {
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  const late = new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), timeoutMs)));
+  const out = await Promise.race([proc.output(), late]);
+  clearTimeout(timer);
+  if (out) return out;
+  await stopTree(proc);
+  throw new Error(`${proc.name} did not finish within ${timeoutMs / 1000} s:\n${proc.stderr}`);
 }
 
 /** A helper Deno script under scripts/bench/ run as its own process. */
