@@ -37,6 +37,8 @@ const MAX_BODY = 64 * 1024;
 const MAX_MESSAGE = MAX_FRAME_SIZE + 1024; // a frame plus room for WebSocket framing
 const READ_SIZE = 128 * 1024;
 const COALESCE = 256 * 1024; // queued small frames are written together, up to this
+const NUDGE_MS = 2; // well inside the 40 ms delayed-ACK timer, long enough to ride on a reply
+const EMPTY_PONG = () => encodeClientFrame(0xa, new Uint8Array(0));
 const encoder = new TextEncoder();
 
 /** Opens a WebSocket; throws UpgradeRefused for an HTTP answer, other errors for the network. */
@@ -82,7 +84,7 @@ async function handshake(conn: Deno.Conn, opts: WsOptions): Promise<ClientSocket
   if (head.headers.get("sec-websocket-protocol") !== opts.protocol) {
     throw new Error(`the relay did not accept subprotocol ${opts.protocol}`);
   }
-  return new ClientSocketLink(conn, reader.rest());
+  return new ClientSocketLink(conn, reader.rest(), opts.url.protocol === "wss:");
 }
 
 async function connect(opts: WsOptions): Promise<Deno.Conn> {
@@ -256,10 +258,20 @@ export class ClientSocketLink extends BaseLink implements FrameLink {
   #fragments: Uint8Array[] = [];
   #closeSent = false;
   #dropTimer: ReturnType<typeof setTimeout> | undefined;
+  #nudge: boolean;
+  #nudgeTimer: ReturnType<typeof setTimeout> | undefined;
+  #lastWrite = 0;
 
-  constructor(conn: Deno.Conn, leftover: Uint8Array) {
+  /**
+   * `nudge` is for TLS relays: Deno's TLS server sockets keep Nagle on, so the relay holds a
+   * small write until its previous one is acknowledged, and our kernel delays that ACK up to
+   * 40 ms when we have nothing to send. After receiving data, if we send nothing within
+   * NUDGE_MS, an empty WebSocket pong (6 bytes, ignored by the relay) carries the ACK at once.
+   */
+  constructor(conn: Deno.Conn, leftover: Uint8Array, nudge = false) {
     super();
     this.#conn = conn;
+    this.#nudge = nudge;
     this.#socketClosed = new Promise((r) => (this.#resolveSocketClosed = r));
     this.#readLoop(leftover).catch((err) => this.#fail(CloseCode.PROTOCOL, errText(err)));
   }
@@ -300,6 +312,7 @@ export class ClientSocketLink extends BaseLink implements FrameLink {
   }
 
   #enqueue(bytes: Uint8Array): void {
+    this.#lastWrite = performance.now();
     this.#queue.push(bytes);
     this.#queued += bytes.length;
     if (!this.#writing) this.#pump();
@@ -370,6 +383,8 @@ export class ClientSocketLink extends BaseLink implements FrameLink {
       pinned = false;
       const n = await this.#conn.read(next.subarray(rest.length)).catch(() => null);
       if (n === null) return this.#fail(1006, "the relay closed the connection");
+      // Also for a partial frame: the relay may be holding back the frame's last few bytes.
+      this.#scheduleNudge();
       buf = next.subarray(0, rest.length + n);
     }
   }
@@ -402,6 +417,15 @@ export class ClientSocketLink extends BaseLink implements FrameLink {
     }
   }
 
+  #scheduleNudge(): void {
+    if (!this.#nudge || this.#nudgeTimer !== undefined || this.closed) return;
+    const received = performance.now();
+    this.#nudgeTimer = setTimeout(() => {
+      this.#nudgeTimer = undefined;
+      if (this.#lastWrite < received && !this.closed) this.#enqueue(EMPTY_PONG());
+    }, NUDGE_MS);
+  }
+
   #fail(code: number, reason: string): void {
     if (!this.closed) {
       this.#sendClose(code === 1006 ? CloseCode.NORMAL : code, reason);
@@ -417,6 +441,7 @@ export class ClientSocketLink extends BaseLink implements FrameLink {
 
   #drop(): void {
     clearTimeout(this.#dropTimer);
+    clearTimeout(this.#nudgeTimer);
     try {
       this.#conn.close();
     } catch {
