@@ -308,24 +308,30 @@ export async function enrollByApi(relay: Relay, deviceKey: string, id: string): 
 }
 
 /**
- * Opens a WebSocket to `path` on the relay as od would. Resolves to the open socket (binary,
- * messages ignored until the caller sets onmessage) or to the HTTP status of the refusal.
+ * Opens a WebSocket to `path` on the relay as od would. Resolves to the open socket (binary)
+ * or to the HTTP status of the refusal. `answered` resolves at the first message or the close,
+ * whichever comes first, even if that happened before the caller looked.
  */
 export async function relaySocket(
   relay: Relay,
   secret: string,
   path: string,
-): Promise<{ ws: WebSocket; status: 101 } | { ws: null; status: number }> {
+): Promise<
+  { ws: WebSocket; status: 101; answered: Promise<void> } | { ws: null; status: number }
+> {
   const ws = new WebSocket(`${relay.url.replace(/^http/, "ws")}${path}`, {
     protocols: [SUBPROTOCOL],
     headers: { authorization: `Bearer ${secret}` },
   } as unknown as string[]);
   ws.binaryType = "arraybuffer";
-  ws.onmessage = () => {};
+  const answered = new Promise<void>((resolve) => {
+    ws.onmessage = () => resolve();
+    ws.addEventListener("close", () => resolve());
+  });
   const status = await new Promise<number>((resolve) => {
     ws.onopen = () => resolve(101);
     ws.onerror = (e) =>
       resolve(Number(/status code:? (\d+)/i.exec((e as ErrorEvent).message)?.[1] ?? 0));
   });
-  return status === 101 ? { ws, status } : { ws: null, status };
+  return status === 101 ? { ws, status, answered } : { ws: null, status };
 }

@@ -29,6 +29,13 @@ async function open(relay: Relay, secret: string, path: string): Promise<WebSock
   return (await relaySocket(relay, secret, path)).ws;
 }
 
+/** Opens a tunnel and waits for the relay's answer (OPENED, or a reset and close). */
+async function openAnswered(relay: Relay, secret: string, path: string) {
+  const s = await relaySocket(relay, secret, path);
+  if (s.ws) await s.answered;
+  return s.ws;
+}
+
 /** Sends frames while the socket is open; resolves with the number sent, once it has closed. */
 async function blast(ws: WebSocket, frames: Iterable<Uint8Array>): Promise<number> {
   if (ws.readyState === WebSocket.CLOSED) return 0; // the relay already closed it
@@ -105,12 +112,12 @@ Deno.test("over 100,000 hostile frames leave the relay up, bounded, and serving 
       ok(dev, "the rogue device could connect");
       dev.send(encodeControl({ t: "info", version: "fuzz", services: [], hostKeys: [] }));
       total += await blast(dev, deviceFrames());
-      const cli = await open(relay, acme.clientKey, "/v1/tunnel?device=target-1&service=sink");
+      const cli = await openAnswered(
+        relay,
+        acme.clientKey,
+        "/v1/tunnel?device=target-1&service=sink",
+      );
       ok(cli, "a tunnel to the target could open");
-      await new Promise<void>((r) => {
-        cli.onmessage = () => r(); // OPENED (or a RESET)
-        cli.onclose = () => r();
-      });
       total += await blast(cli, clientFrames());
       for (const path of ["/v1/device", "/v1/tunnel?device=target-1&service=sink"]) {
         const ws = await open(relay, path === "/v1/device" ? credential : acme.clientKey, path);
