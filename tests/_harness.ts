@@ -177,13 +177,13 @@ export async function eventually<T>(
   what: string,
   check: () => T | Promise<T>,
   timeoutMs = 20_000,
-): Promise<T> {
+): Promise<Exclude<T, false | 0 | "" | null | undefined>> {
   const deadline = Date.now() + timeoutMs;
   let last: unknown;
   while (Date.now() < deadline) {
     try {
       const v = await check();
-      if (v) return v;
+      if (v) return v as Exclude<T, false | 0 | "" | null | undefined>;
     } catch (err) {
       last = err;
     }

@@ -43,6 +43,17 @@ Deno.test("od ssh runs the real ssh end to end", async (t) => {
       assertEquals([out.code, out.stdout, out.stderr], [0, "out\n", "err\n"]);
     });
 
+    await t.step("finished sessions are audited as ok, not as clients that vanished", async () => {
+      // ssh sends its ProxyCommand SIGHUP as it exits; od pipe lets the ending stream finish.
+      const tunnels = await eventually("two audited sessions", async () => {
+        const out = await od(["admin", "--data", fleet.relay.dataDir, "audit", "--json"]);
+        const rows = JSON.parse(out.stdout) as { action: string; result: string }[];
+        const found = rows.filter((r) => r.action === "tunnel");
+        return found.length >= 2 && found;
+      });
+      assertEquals(tunnels.map((r) => r.result), tunnels.map(() => "ok"));
+    });
+
     await t.step("tar c dir | od ssh dev 'tar x -C dst' copies a tree byte-identical", async () => {
       const src = `${dir}/tree`;
       await Deno.mkdir(`${src}/sub/deeper`, { recursive: true });

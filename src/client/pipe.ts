@@ -9,6 +9,8 @@ import type { ClientSocketLink } from "../transport/ws_client.ts";
 import { type ByteIO, StreamEnd } from "../transport/stream.ts";
 import { OdError } from "../cli/errors.ts";
 
+const STOP_GRACE_MS = 1000;
+
 /** Options for a pipe. */
 export interface PipeOptions {
   target: RelayTarget;
@@ -123,8 +125,22 @@ export async function runPipe(options: PipeOptions): Promise<void> {
       link.send(encodePing(FrameType.PING, crypto.getRandomValues(new Uint8Array(8))));
     }
   }, keepaliveMs);
+  // ssh closes our pipes and then sends SIGHUP to its ProxyCommand; systemd and timeout send
+  // SIGTERM. A stream that is already ending gets a moment to finish, so the relay records a
+  // clean end rather than a client that vanished; otherwise it is reset with a reason.
+  let stopTimer: ReturnType<typeof setTimeout> | undefined;
+  const stop = () => {
+    stopTimer ??= setTimeout(
+      () => stream.reset(ResetCode.CANCELLED, "the client stopped"),
+      STOP_GRACE_MS,
+    );
+  };
+  const signals: Deno.Signal[] = ["SIGHUP", "SIGTERM"];
+  for (const sig of signals) Deno.addSignalListener(sig, stop);
   stream.start();
   const ending = await stream.done;
+  clearTimeout(stopTimer);
+  for (const sig of signals) Deno.removeSignalListener(sig, stop);
   clearInterval(pinger);
   link.close(CloseCode.NORMAL, "done");
   await link.flushed(); // the last frames (our EOF) reach the relay before the process exits
