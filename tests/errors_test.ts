@@ -99,8 +99,21 @@ Deno.test("tunnel failures: one sentence, non-zero exit, other tunnels unaffecte
     assertOneSentence(await od(["pipe", "--bogus"], { env }), /unknown option --bogus/, 2);
   });
 
+  await t.step("od admin on a mistyped --data says so and creates nothing", async () => {
+    const missing = `${dir}/no-such-data`;
+    for (const args of [["audit"], ["key", "list"], ["account", "list"]]) {
+      const out = await od(["admin", "--data", missing, ...args]);
+      assertOneSentence(out, /^od: No relay store in .*no-such-data/, 1);
+    }
+    ok(!(await exists(missing)), "no data directory appeared");
+  });
+
   await t.step("the background tunnel kept working", () => background.finish());
 });
+
+async function exists(path: string): Promise<boolean> {
+  return await Deno.stat(path).then(() => true, () => false);
+}
 
 /** A stand-in for a relay that speaks only od.2, refusing like a real one would. */
 function futureRelay() {

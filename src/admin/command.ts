@@ -46,7 +46,9 @@ export function adminCommand(args: string[]): number {
   const json = values.json === true;
   let store: Store;
   try {
-    store = Store.open(str(values, "data", "./od-data")!);
+    // Only the first account creates a store: a mistyped --data must not look like an empty relay.
+    const create = group === "account" && action === "add";
+    store = Store.open(str(values, "data", "./od-data")!, create);
   } catch (err) {
     if (err instanceof StoreError) throw new OdError(err.message);
     throw err;

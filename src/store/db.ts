@@ -16,7 +16,10 @@ export class StoreError extends Error {
 }
 
 /** Opens (creating if needed) the database in `dataDir` and runs pending migrations. */
-export function openDatabase(dataDir: string): DatabaseSync {
+export function openDatabase(dataDir: string, create = true): DatabaseSync {
+  if (!create && !exists(`${dataDir}/${DB_FILE}`)) {
+    throw new StoreError(`No relay store in ${dataDir} (od serve --data ${dataDir} creates one)`);
+  }
   try {
     Deno.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
   } catch (err) {
@@ -44,6 +47,15 @@ export function openDatabase(dataDir: string): DatabaseSync {
     throw new StoreError(`Cannot prepare store ${path}: ${message(err)}`, { cause: err });
   }
   return db;
+}
+
+function exists(path: string): boolean {
+  try {
+    Deno.statSync(path);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function migrate(db: DatabaseSync): void {

@@ -28,9 +28,9 @@ export class Store {
     this.audit = new Audit(db);
   }
 
-  /** Opens the store in `dataDir`, creating and migrating it as needed. */
-  static open(dataDir: string): Store {
-    return new Store(openDatabase(dataDir));
+  /** Opens (and with `create`, creates) the store in `dataDir`, migrating it if needed. */
+  static open(dataDir: string, create = true): Store {
+    return new Store(openDatabase(dataDir, create));
   }
 
   /** "ok" when SQLite finds the file sound. */
