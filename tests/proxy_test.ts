@@ -2,11 +2,21 @@
  * Firewall-friendly: with HTTPS_PROXY pointing at a real HTTP CONNECT proxy (tinyproxy), the
  * daemon and the client reach a TLS relay only through the proxy, and tunnels work.
  */
-import { deepStrictEqual as assertEquals, match } from "node:assert/strict";
+import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
 import { od, Proc, tempDir } from "./_harness.ts";
-import { addAccount, clientEnv, echoServer, makeTestCa, startRelay } from "./_fleet.ts";
+import {
+  addAccount,
+  assertOneSentence,
+  clientEnv,
+  echoServer,
+  makeTestCa,
+  startRelay,
+} from "./_fleet.ts";
 
-async function startTinyproxy(dir: string): Promise<{ proc: Proc; url: string; log: string }> {
+async function startTinyproxy(
+  dir: string,
+  extra: string[] = [],
+): Promise<{ proc: Proc; url: string; log: string }> {
   for (let attempt = 0; attempt < 5; attempt++) {
     const probe = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     const port = (probe.addr as Deno.NetAddr).port;
@@ -22,6 +32,7 @@ async function startTinyproxy(dir: string): Promise<{ proc: Proc; url: string; l
         "LogLevel Connect",
         "MaxClients 100",
         "Allow 127.0.0.1",
+        ...extra,
       ].join("\n") + "\n",
     );
     const proc = new Proc("tinyproxy", ["-d", "-c", `${dir}/tinyproxy.conf`], { cmd: "tinyproxy" });
@@ -72,6 +83,54 @@ Deno.test("daemon and client reach a TLS relay through an HTTP CONNECT proxy", a
     // Both the daemon's link and the client's tunnel were CONNECTed through the proxy.
     match(log, new RegExp(`CONNECT.*${host.split(":")[0]}`));
     assertEquals((log.match(/Established connection to host/g) ?? []).length >= 2, true, log);
+  } finally {
+    await daemon.stop();
+    await proxy.proc.stop();
+  }
+});
+
+Deno.test("a proxy that requires Basic authentication: credentials from the proxy URL", async () => {
+  await using dir = await tempDir();
+  const ca = await makeTestCa(dir);
+  await using relay = await startRelay(`${dir}/data`, { tls: ca });
+  const keys = await addAccount(relay.dataDir, "acme");
+  await using echo = echoServer();
+  const proxy = await startTinyproxy(dir, ["BasicAuth corp s3cr3tpw"]);
+  const via = (url: string) => ({ HTTPS_PROXY: url, https_proxy: url, NO_PROXY: "", no_proxy: "" });
+  const withAuth = via(proxy.url.replace("//", "//corp:s3cr3tpw@"));
+  const daemon = new Proc("daemon", [
+    "daemon",
+    "--relay",
+    relay.url,
+    "--key",
+    keys.deviceKey,
+    "--id",
+    "edge-1",
+    "--state",
+    `${dir}/state`,
+    "--ca",
+    ca.caFile,
+    "--service",
+    `echo=127.0.0.1:${echo.port}`,
+  ], { env: withAuth });
+  try {
+    await daemon.waitFor(/connected to relay/);
+    const env = clientEnv(relay, keys.clientKey, `${dir}/config`);
+    const out = await od(["pipe", "edge-1", "echo"], { env: { ...env, ...withAuth }, stdin: "hi" });
+    assertEquals([out.code, out.stdout], [0, "hi"], out.stderr);
+    const listed = await od(["list", "--json"], { env: { ...env, ...withAuth } });
+    assertEquals(listed.code, 0, listed.stderr);
+    const wrong = via(proxy.url.replace("//", "//corp:wr0ngpw@"));
+    for (const args of [["pipe", "edge-1", "echo"], ["list"]]) {
+      const anonymous = await od(args, { env: { ...env, ...via(proxy.url) }, stdin: "" });
+      assertOneSentence(
+        anonymous,
+        /the proxy \S+ (requires authentication|refused to open a tunnel).*USER:PASSWORD@/,
+      );
+      const denied = await od(args, { env: { ...env, ...wrong }, stdin: "" });
+      assertOneSentence(denied, /the proxy \S+ (rejected the user|refused).*password/);
+      ok(!denied.stderr.includes("wr0ngpw"), "the password is not repeated");
+    }
   } finally {
     await daemon.stop();
     await proxy.proc.stop();

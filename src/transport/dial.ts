@@ -4,7 +4,8 @@
  * HTTPS_PROXY/NO_PROXY. A refused upgrade is read as the relay's JSON sentence.
  */
 import { SUBPROTOCOL } from "../protocol/frame.ts";
-import { type ClientSocketLink, openWebSocket, UpgradeRefused } from "./ws_client.ts";
+import { proxyFor } from "./proxy.ts";
+import { type ClientSocketLink, openWebSocket, ProxyError, UpgradeRefused } from "./ws_client.ts";
 
 /** Where the relay is and how to talk to it. */
 export interface RelayTarget {
@@ -63,12 +64,22 @@ function headers(target: RelayTarget): Record<string, string> {
 }
 
 function unreachable(target: RelayTarget, err: unknown): RelayError {
+  if (err instanceof ProxyError) {
+    return new RelayError(`cannot reach relay at ${target.url}: ${err.message}`, 0);
+  }
   // fetch says only "fetch failed"; the reason is in the cause chain.
   let detail = err instanceof Error ? err.message : String(err);
   for (let e = err; e instanceof Error && e.cause; e = e.cause) {
     if (e.cause instanceof Error) detail = e.cause.message;
   }
-  const cause = /refused/i.test(detail)
+  const proxy = proxyFor(new URL(target.url));
+  const cause = proxy && /unsuccessful tunnel/i.test(detail)
+    ? `the proxy ${proxy.host} refused to open a tunnel (${
+      proxy.username
+        ? "check the user and password in the proxy URL"
+        : `if it requires a login, give it as http://USER:PASSWORD@${proxy.host} in HTTPS_PROXY`
+    })`
+    : /refused/i.test(detail)
     ? "connection refused"
     : /certificate|UnknownIssuer|tls|handshake/i.test(detail)
     ? `TLS failed (${detail.replace(/^.*?: /, "")}); pass the relay's CA with --ca or OD_CA`

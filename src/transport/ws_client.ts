@@ -107,20 +107,31 @@ async function connect(opts: WsOptions): Promise<Deno.Conn> {
 }
 
 async function tunnelThrough(conn: Deno.Conn, proxy: URL, authority: string): Promise<void> {
+  const credentials = `${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`;
   const auth = proxy.username
-    ? `Proxy-Authorization: Basic ${
-      btoa(`${decodeURIComponent(proxy.username)}:${decodeURIComponent(proxy.password)}`)
-    }\r\n`
+    ? `Proxy-Authorization: Basic ${btoa(String.fromCharCode(...encoder.encode(credentials)))}\r\n`
     : "";
   await writeAll(
     conn,
     encoder.encode(`CONNECT ${authority} HTTP/1.1\r\nHost: ${authority}\r\n${auth}\r\n`),
   );
   const head = await new ByteReader(conn).readHead();
+  if (head.status === 407 || head.status === 401) { // some proxies (tinyproxy) answer 401
+    throw new ProxyError(
+      proxy.username
+        ? `the proxy ${proxy.host} rejected the user and password given in the proxy URL (HTTP ${head.status})`
+        : `the proxy ${proxy.host} requires authentication (HTTP ${head.status}); give it as http://USER:PASSWORD@${proxy.host} in HTTPS_PROXY`,
+    );
+  }
   if (head.status !== 200) {
-    throw new Error(`the proxy ${proxy.host} refused to connect (HTTP ${head.status})`);
+    throw new ProxyError(
+      `the proxy ${proxy.host} refused to connect to ${authority} (HTTP ${head.status})`,
+    );
   }
 }
+
+/** An HTTP CONNECT proxy refused; the message is meant for the user as it is. */
+export class ProxyError extends Error {}
 
 function upgradeRequest(opts: WsOptions, key: string): string {
   const lines = [
