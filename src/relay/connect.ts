@@ -3,13 +3,7 @@
  * client tunnel). Every check that can fail runs before the upgrade, so a refusal is an HTTP
  * status with a JSON sentence the client can show.
  */
-import {
-  CLIENT_STREAM,
-  encodeControl,
-  encodeReset,
-  ResetCode,
-  SUBPROTOCOL,
-} from "../protocol/frame.ts";
+import { CLIENT_STREAM, encodeReset, ResetCode, SUBPROTOCOL } from "../protocol/frame.ts";
 import { keyProblem, valueProblem } from "../protocol/props.ts";
 import { serviceProblem } from "../protocol/names.ts";
 import { CloseCode, WebSocketLink } from "../transport/link.ts";
