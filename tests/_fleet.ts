@@ -80,6 +80,8 @@ export async function startDaemon(relay: Relay, options: {
   stateDir: string;
   services: Record<string, number | string>;
   extraArgs?: string[];
+  /** Extra environment, such as a proxy. */
+  env?: Record<string, string>;
 }): Promise<Proc> {
   const args = ["daemon", "--relay", relay.url, "--key", options.key, "--id", options.id];
   args.push("--state", options.stateDir, "--keepalive", "2");
@@ -91,7 +93,7 @@ export async function startDaemon(relay: Relay, options: {
   }
   if (relay.ca) args.push("--ca", relay.ca);
   args.push(...(options.extraArgs ?? []));
-  const proc = new Proc(`daemon ${options.id}`, args);
+  const proc = new Proc(`daemon ${options.id}`, args, { env: options.env });
   await proc.waitFor(/connected to relay/).catch(async (err) => {
     await proc.stop();
     throw err;

@@ -10,6 +10,7 @@ import {
   clientEnv,
   echoServer,
   makeTestCa,
+  startDaemon,
   startRelay,
 } from "./_fleet.ts";
 
@@ -58,23 +59,14 @@ Deno.test("daemon and client reach a TLS relay through an HTTP CONNECT proxy", a
   await using echo = echoServer();
   const proxy = await startTinyproxy(dir);
   const viaProxy = { HTTPS_PROXY: proxy.url, https_proxy: proxy.url, NO_PROXY: "", no_proxy: "" };
-  const daemon = new Proc("daemon", [
-    "daemon",
-    "--relay",
-    relay.url,
-    "--key",
-    keys.deviceKey,
-    "--id",
-    "edge-1",
-    "--state",
-    `${dir}/state`,
-    "--ca",
-    ca.caFile,
-    "--service",
-    `echo=127.0.0.1:${echo.port}`,
-  ], { env: viaProxy });
+  const daemon = await startDaemon(relay, {
+    key: keys.deviceKey,
+    id: "edge-1",
+    stateDir: `${dir}/state`,
+    services: { echo: echo.port },
+    env: viaProxy,
+  });
   try {
-    await daemon.waitFor(/connected to relay/);
     const env = { ...clientEnv(relay, keys.clientKey, `${dir}/config`), ...viaProxy };
     const out = await od(["pipe", "edge-1", "echo"], { env, stdin: "through the proxy" });
     assertEquals([out.code, out.stdout], [0, "through the proxy"], out.stderr);
@@ -98,23 +90,14 @@ Deno.test("a proxy that requires Basic authentication: credentials from the prox
   const proxy = await startTinyproxy(dir, ["BasicAuth corp s3cr3tpw"]);
   const via = (url: string) => ({ HTTPS_PROXY: url, https_proxy: url, NO_PROXY: "", no_proxy: "" });
   const withAuth = via(proxy.url.replace("//", "//corp:s3cr3tpw@"));
-  const daemon = new Proc("daemon", [
-    "daemon",
-    "--relay",
-    relay.url,
-    "--key",
-    keys.deviceKey,
-    "--id",
-    "edge-1",
-    "--state",
-    `${dir}/state`,
-    "--ca",
-    ca.caFile,
-    "--service",
-    `echo=127.0.0.1:${echo.port}`,
-  ], { env: withAuth });
+  const daemon = await startDaemon(relay, {
+    key: keys.deviceKey,
+    id: "edge-1",
+    stateDir: `${dir}/state`,
+    services: { echo: echo.port },
+    env: withAuth,
+  });
   try {
-    await daemon.waitFor(/connected to relay/);
     const env = clientEnv(relay, keys.clientKey, `${dir}/config`);
     const out = await od(["pipe", "edge-1", "echo"], { env: { ...env, ...withAuth }, stdin: "hi" });
     assertEquals([out.code, out.stdout], [0, "hi"], out.stderr);
