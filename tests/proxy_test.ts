@@ -51,6 +51,11 @@ async function startTinyproxy(
   throw new Error("tinyproxy did not start");
 }
 
+/** Environment that sends od's https connections through the proxy at `url`. */
+function via(url: string): Record<string, string> {
+  return { HTTPS_PROXY: url, https_proxy: url, NO_PROXY: "", no_proxy: "" };
+}
+
 Deno.test("daemon and client reach a TLS relay through an HTTP CONNECT proxy", async () => {
   await using dir = await tempDir();
   const ca = await makeTestCa(dir);
@@ -58,15 +63,16 @@ Deno.test("daemon and client reach a TLS relay through an HTTP CONNECT proxy", a
   const keys = await addAccount(relay.dataDir, "acme");
   await using echo = echoServer();
   const proxy = await startTinyproxy(dir);
-  const viaProxy = { HTTPS_PROXY: proxy.url, https_proxy: proxy.url, NO_PROXY: "", no_proxy: "" };
-  const daemon = await startDaemon(relay, {
-    key: keys.deviceKey,
-    id: "edge-1",
-    stateDir: `${dir}/state`,
-    services: { echo: echo.port },
-    env: viaProxy,
-  });
+  const viaProxy = via(proxy.url);
+  let daemon: Proc | undefined;
   try {
+    daemon = await startDaemon(relay, {
+      key: keys.deviceKey,
+      id: "edge-1",
+      stateDir: `${dir}/state`,
+      services: { echo: echo.port },
+      env: viaProxy,
+    });
     const env = { ...clientEnv(relay, keys.clientKey, `${dir}/config`), ...viaProxy };
     const out = await od(["pipe", "edge-1", "echo"], { env, stdin: "through the proxy" });
     assertEquals([out.code, out.stdout], [0, "through the proxy"], out.stderr);
@@ -76,7 +82,7 @@ Deno.test("daemon and client reach a TLS relay through an HTTP CONNECT proxy", a
     match(log, new RegExp(`CONNECT.*${host.split(":")[0]}`));
     assertEquals((log.match(/Established connection to host/g) ?? []).length >= 2, true, log);
   } finally {
-    await daemon.stop();
+    await daemon?.stop();
     await proxy.proc.stop();
   }
 });
@@ -88,16 +94,16 @@ Deno.test("a proxy that requires Basic authentication: credentials from the prox
   const keys = await addAccount(relay.dataDir, "acme");
   await using echo = echoServer();
   const proxy = await startTinyproxy(dir, ["BasicAuth corp s3cr3tpw"]);
-  const via = (url: string) => ({ HTTPS_PROXY: url, https_proxy: url, NO_PROXY: "", no_proxy: "" });
   const withAuth = via(proxy.url.replace("//", "//corp:s3cr3tpw@"));
-  const daemon = await startDaemon(relay, {
-    key: keys.deviceKey,
-    id: "edge-1",
-    stateDir: `${dir}/state`,
-    services: { echo: echo.port },
-    env: withAuth,
-  });
+  let daemon: Proc | undefined;
   try {
+    daemon = await startDaemon(relay, {
+      key: keys.deviceKey,
+      id: "edge-1",
+      stateDir: `${dir}/state`,
+      services: { echo: echo.port },
+      env: withAuth,
+    });
     const env = clientEnv(relay, keys.clientKey, `${dir}/config`);
     const out = await od(["pipe", "edge-1", "echo"], { env: { ...env, ...withAuth }, stdin: "hi" });
     assertEquals([out.code, out.stdout], [0, "hi"], out.stderr);
@@ -115,7 +121,7 @@ Deno.test("a proxy that requires Basic authentication: credentials from the prox
       ok(!denied.stderr.includes("wr0ngpw"), "the password is not repeated");
     }
   } finally {
-    await daemon.stop();
+    await daemon?.stop();
     await proxy.proc.stop();
   }
 });

@@ -2,22 +2,8 @@
 import { printTable } from "./output.ts";
 import type { AuditRow } from "../store/audit.ts";
 
-/** An audit row as the relay returns it. */
-export interface AuditView {
-  at: string;
-  account: string | null;
-  key: string | null;
-  ip: string;
-  action: string;
-  device: string | null;
-  service: string | null;
-  result: string;
-  reason: string;
-  durationMs: number | null;
-  bytesUp: number | null;
-  bytesDown: number | null;
-  count: number;
-}
+/** An audit row as the relay returns it (the JSON form built by auditView). */
+export type AuditView = ReturnType<typeof auditView>;
 
 /** Prints audit rows as a table. */
 export function printAudit(rows: AuditView[]): void {
