@@ -4,7 +4,7 @@
  * This file picks the command, runs it, and turns a thrown error into one sentence and an exit
  * code: 0 ok, 1 failure, 2 usage error.
  */
-import { errorMessage, HelpRequested, OdError } from "./src/cli/errors.ts";
+import { errorMessage, HelpRequested, OdError } from "./src/shared/errors.ts";
 import { VERSION } from "./src/version.ts";
 
 type Command = (args: string[]) => number | Promise<number>;

@@ -1,6 +1,6 @@
 /** `od admin`: manages accounts and keys directly in the data directory, relay running or not. */
 import { parse, str } from "../cli/args.ts";
-import { OdError, UsageError } from "../cli/errors.ts";
+import { OdError, UsageError } from "../shared/errors.ts";
 import { ago, iso, parseSince, printJson, printTable } from "../cli/output.ts";
 import { Store } from "../store/store.ts";
 import { ConflictError } from "../store/accounts.ts";

@@ -4,7 +4,7 @@
  * parseArgs semantics but is written out here because loading node:util costs every `od pipe`
  * (run once per ssh connection) about 10 ms of start-up.
  */
-import { HelpRequested, UsageError } from "./errors.ts";
+import { HelpRequested, UsageError } from "../shared/errors.ts";
 
 /** Option specs, by long name. */
 export type OptionSpec = Record<

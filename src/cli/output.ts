@@ -1,5 +1,5 @@
 /** Output helpers: tables for people, JSON for scripts, times as people say them. */
-import { UsageError } from "./errors.ts";
+import { UsageError } from "../shared/errors.ts";
 
 /** Prints rows as left-aligned columns under a header. */
 export function printTable(header: string[], rows: string[][]): void {

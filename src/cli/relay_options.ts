@@ -1,5 +1,5 @@
 /** Options the daemon and the client share: the relay URL and a CA file to trust. */
-import { OdError } from "./errors.ts";
+import { OdError } from "../shared/errors.ts";
 
 /** Reads a CA certificate file given with --ca or OD_CA. */
 export function readCa(path: string): string {

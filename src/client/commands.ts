@@ -1,6 +1,6 @@
 /** Client commands of the tunnel core: `od login`, `od pipe`, `od list` (with filters). */
 import { expectPositionals, parse, str } from "../cli/args.ts";
-import { OdError, UsageError } from "../cli/errors.ts";
+import { OdError, UsageError } from "../shared/errors.ts";
 import { ago, printJson, printTable } from "../cli/output.ts";
 import { normalizeDeviceArg, serviceProblem } from "../protocol/names.ts";
 import { callApi, RelayError } from "../transport/dial.ts";

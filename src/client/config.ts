@@ -3,7 +3,7 @@
  * OD_RELAY, OD_KEY and OD_CA override what it holds. Like ssh with its private keys, od refuses a
  * credential file that other users can read.
  */
-import { OdError } from "../cli/errors.ts";
+import { OdError } from "../shared/errors.ts";
 import { secretKind } from "../protocol/keys.ts";
 import { normalizeRelayUrl, readCa } from "../cli/relay_options.ts";
 

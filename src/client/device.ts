@@ -1,6 +1,6 @@
 /** `od device rename DEV NEW` and `od device rm DEV [--force]` (need a full key). */
 import { expectPositionals, parse } from "../cli/args.ts";
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../shared/errors.ts";
 import { printJson } from "../cli/output.ts";
 import { idProblem, normalizeDeviceArg } from "../protocol/names.ts";
 import { callApi } from "../transport/dial.ts";

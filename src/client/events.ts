@@ -4,7 +4,7 @@
  * device reaches that state, for scripts: exit 0 when it does, 124 on timeout (as timeout(1)).
  */
 import { parse, str } from "../cli/args.ts";
-import { OdError, UsageError } from "../cli/errors.ts";
+import { OdError, UsageError } from "../shared/errors.ts";
 import { parseSince } from "../cli/output.ts";
 import { normalizeId } from "../protocol/names.ts";
 import { callApi, lines, openStream, RelayError, type RelayTarget } from "../transport/dial.ts";

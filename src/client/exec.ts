@@ -5,7 +5,7 @@
  * only if every device succeeded. After --max-errors failures no further devices are started.
  */
 import { list, parse, str } from "../cli/args.ts";
-import { OdError, UsageError } from "../cli/errors.ts";
+import { OdError, UsageError } from "../shared/errors.ts";
 import { printTable } from "../cli/output.ts";
 import { findDevices, type ListedDevice } from "./commands.ts";
 import { hostAlias } from "./known_hosts.ts";

@@ -4,7 +4,7 @@
  * only its own connection, with one line on stderr.
  */
 import { expectPositionals, parse } from "../cli/args.ts";
-import { OdError, UsageError } from "../cli/errors.ts";
+import { OdError, UsageError } from "../shared/errors.ts";
 import { normalizeDeviceArg, serviceProblem } from "../protocol/names.ts";
 import { callApi, RelayError } from "../transport/dial.ts";
 import { StreamEnd } from "../transport/stream.ts";

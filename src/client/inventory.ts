@@ -7,7 +7,7 @@
  * can be given to `ansible -i`.
  */
 import { parse, str } from "../cli/args.ts";
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../shared/errors.ts";
 import { findDevices, type ListedDevice } from "./commands.ts";
 import { hostAlias } from "./known_hosts.ts";
 import { odSshOptions } from "./ssh_options.ts";

@@ -4,7 +4,7 @@
  * are under `od admin`.
  */
 import { expectPositionals, list, parse, str } from "../cli/args.ts";
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../shared/errors.ts";
 import { ago, printJson, printTable } from "../cli/output.ts";
 import { KEY_ROLES } from "../protocol/keys.ts";
 import { callApi } from "../transport/dial.ts";

@@ -7,7 +7,7 @@ import { dialLink, type RelayTarget } from "../transport/dial.ts";
 import { CloseCode } from "../transport/link.ts";
 import type { ClientSocketLink } from "../transport/ws_client.ts";
 import { type ByteIO, StreamEnd } from "../transport/stream.ts";
-import { OdError } from "../cli/errors.ts";
+import { OdError } from "../shared/errors.ts";
 
 const STOP_GRACE_MS = 1000;
 

@@ -6,7 +6,7 @@
  * modules: on a device it is the daemon's command-line face.)
  */
 import { parse, str } from "../cli/args.ts";
-import { OdError, UsageError } from "../cli/errors.ts";
+import { OdError, UsageError } from "../shared/errors.ts";
 import { printJson } from "../cli/output.ts";
 import { checkKeys, parseAssignments } from "../protocol/props.ts";
 import { normalizeDeviceArg } from "../protocol/names.ts";

@@ -5,7 +5,7 @@
  * ssh's rule that the first value given wins. Pure: no I/O. The shared pieces (getopt walk,
  * URI and port parsing) are used by scp_args.ts.
  */
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../shared/errors.ts";
 
 /** A command line the real tool would reject; the message is one sentence. Exit code 2. */
 export class SshArgsError extends UsageError {

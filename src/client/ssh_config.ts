@@ -3,7 +3,7 @@
  * Ansible reach devices as `DEV.od`; `od known-hosts` shows and manages the pinned host keys.
  */
 import { expectPositionals, parse } from "../cli/args.ts";
-import { OdError, UsageError } from "../cli/errors.ts";
+import { OdError, UsageError } from "../shared/errors.ts";
 import { printJson, printTable } from "../cli/output.ts";
 import { callApi } from "../transport/dial.ts";
 import { clientTarget, loadClientConfig } from "./config.ts";

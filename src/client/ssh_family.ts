@@ -4,7 +4,7 @@
  * unchanged. Output, stdin and the exit code are the tool's own; when a tunnel cannot be
  * opened, `od pipe` prints od's sentence first and ssh then exits 255 as it does.
  */
-import { OdError, UsageError } from "../cli/errors.ts";
+import { OdError, UsageError } from "../shared/errors.ts";
 import { loadClientConfig } from "./config.ts";
 import { parseSshArgs } from "./ssh_args.ts";
 import { findScpOperands, findSftpDestination } from "./scp_args.ts";

@@ -3,7 +3,7 @@
  * their host keys strictly against od's managed known_hosts, plus the quoting each layer needs:
  * ssh's `-o` tokenizer, the shell that runs ProxyCommand, and rsync's `-e` splitter.
  */
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../shared/errors.ts";
 import { selfCommand } from "../cli/self.ts";
 import { normalizeDeviceArg } from "../protocol/names.ts";
 import { knownHostsPath } from "./known_hosts.ts";

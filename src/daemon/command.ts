@@ -1,7 +1,7 @@
 /** `od daemon`: runs the device side in the foreground until SIGINT or SIGTERM. */
 import { list, parse, str } from "../cli/args.ts";
-import { UsageError } from "../cli/errors.ts";
-import { log } from "../cli/log.ts";
+import { UsageError } from "../shared/errors.ts";
+import { log } from "../shared/log.ts";
 import { idProblem } from "../protocol/names.ts";
 import { normalizeRelayUrl, readCa } from "../cli/relay_options.ts";
 import { defaultStateDir } from "./state.ts";

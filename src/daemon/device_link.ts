@@ -16,7 +16,7 @@ import {
 } from "../protocol/frame.ts";
 import type { FrameLink } from "../transport/link.ts";
 import { StreamEnd } from "../transport/stream.ts";
-import { log } from "../cli/log.ts";
+import { log } from "../shared/log.ts";
 import { describeTarget, dialService, type ServiceTarget } from "./services.ts";
 
 const MAX_STREAMS = 1024; // the relay enforces the same; this guards against a rogue relay

@@ -9,8 +9,8 @@
  */
 import { generateCredential } from "../protocol/keys.ts";
 import { callApi, RelayError, type RelayTarget } from "../transport/dial.ts";
-import { OdError } from "../cli/errors.ts";
-import { log } from "../cli/log.ts";
+import { OdError } from "../shared/errors.ts";
+import { log } from "../shared/log.ts";
 import { type DaemonState, saveState } from "./state.ts";
 
 /** Retries `fn` on transient relay errors with backoff; other errors end the daemon. */

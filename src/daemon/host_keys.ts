@@ -1,5 +1,5 @@
 /** Host keys of the sshd a device exposes, reported to the relay so clients can pin them. */
-import { log } from "../cli/log.ts";
+import { log } from "../shared/log.ts";
 
 const SSH_DIR = "/etc/ssh";
 const DEFAULT_RE = /^ssh_host_[a-z0-9]+_key\.pub$/;

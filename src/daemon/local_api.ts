@@ -7,8 +7,8 @@
  *   {"op":"edit","set":{k:v},"rm":[k]}        → {"ok":true,"props":{…}} | {"ok":false,"error":…}
  */
 import { checkKeys, keyProblem, valueProblem } from "../protocol/props.ts";
-import { log } from "../cli/log.ts";
-import { OdError } from "../cli/errors.ts";
+import { log } from "../shared/log.ts";
+import { OdError } from "../shared/errors.ts";
 import { editLocal, type LocalProps } from "./props_store.ts";
 
 /** The socket's file name inside the state directory. */

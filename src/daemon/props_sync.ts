@@ -7,7 +7,7 @@
 import { encodeControl } from "../protocol/frame.ts";
 import type { PropValue } from "../protocol/props.ts";
 import type { FrameLink } from "../transport/link.ts";
-import { log } from "../cli/log.ts";
+import { log } from "../shared/log.ts";
 import type { LocalProps } from "./props_store.ts";
 
 const BATCH_BYTES = 48 * 1024; // keeps each CONTROL frame well under MAX_DATA

@@ -3,7 +3,7 @@
  * that is not on it is refused before anything is dialled, whatever the relay asks.
  */
 import { serviceProblem } from "../protocol/names.ts";
-import { UsageError } from "../cli/errors.ts";
+import { UsageError } from "../shared/errors.ts";
 
 /** Where a service lives: a TCP address or a Unix socket. */
 export type ServiceTarget =

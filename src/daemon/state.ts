@@ -7,7 +7,7 @@
  * one, and the directory fsynced, so a daemon killed or losing power at any moment leaves either
  * the old state or the new one, never a torn file.
  */
-import { OdError } from "../cli/errors.ts";
+import { OdError } from "../shared/errors.ts";
 
 /** What the state file holds. */
 export interface DaemonState {

@@ -5,7 +5,7 @@
  */
 import type { Store } from "../store/store.ts";
 import type { AuditEntry } from "../store/audit.ts";
-import { log } from "../cli/log.ts";
+import { log } from "../shared/log.ts";
 
 /** What a request handler learns about a request as it goes, for its audit row. */
 export interface RequestAudit {

@@ -1,7 +1,7 @@
 /** `od serve`: runs the relay in the foreground until SIGINT or SIGTERM. */
 import { list, parse, str } from "../cli/args.ts";
-import { OdError, UsageError } from "../cli/errors.ts";
-import { log } from "../cli/log.ts";
+import { OdError, UsageError } from "../shared/errors.ts";
+import { log } from "../shared/log.ts";
 import { Store } from "../store/store.ts";
 import { StoreError } from "../store/db.ts";
 import { VERSION } from "../version.ts";

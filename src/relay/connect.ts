@@ -7,7 +7,7 @@ import { CLIENT_STREAM, encodeReset, ResetCode, SUBPROTOCOL } from "../protocol/
 import { keyProblem, valueProblem } from "../protocol/props.ts";
 import { serviceProblem } from "../protocol/names.ts";
 import { CloseCode, WebSocketLink } from "../transport/link.ts";
-import { log } from "../cli/log.ts";
+import { log } from "../shared/log.ts";
 import { ago } from "../cli/output.ts";
 import { checkProtocol, HttpError, isUpgrade } from "./http.ts";
 import { DeviceSession } from "./device_session.ts";

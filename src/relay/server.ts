@@ -5,7 +5,7 @@
  */
 import { Store } from "../store/store.ts";
 import { CloseCode } from "../transport/link.ts";
-import { log } from "../cli/log.ts";
+import { log } from "../shared/log.ts";
 import { errorResponse, HttpError, json } from "./http.ts";
 import { Authenticator } from "./auth.ts";
 import { FailureLimiter, RequestLimiter } from "./ratelimit.ts";
