@@ -15,7 +15,7 @@ import {
   startDaemon,
   startRelay,
 } from "./_fleet.ts";
-import { CLIENT_STREAM, FrameType, HEADER_SIZE } from "../src/protocol/frame.ts";
+import { FrameType, HEADER_SIZE, ResetCode, SUBPROTOCOL } from "../src/protocol/frame.ts";
 
 /** Opens a socket the relay must accept. */
 async function openSocket(relay: Relay, secret: string, path: string): Promise<WebSocket> {
@@ -61,15 +61,16 @@ Deno.test("garbage on the relay's endpoints closes only that connection", async 
   // A second, enrolled device whose link the test drives by hand.
   const credential = await enrollByApi(relay, keys.deviceKey, "rogue-1");
 
-  await t.step("a 1 MiB garbage frame on a device link", async () => {
+  // A message over the frame limit is refused from its header, before it is buffered: 1009.
+  await t.step("a 1 MiB garbage message on a device link", async () => {
     const ws = await openSocket(relay, credential, "/v1/device");
     const garbage = randomBytes(1024 * 1024);
-    assertEquals(await sendAndAwaitClose(ws, [garbage]), 4400);
+    assertEquals(await sendAndAwaitClose(ws, [garbage]), 1009);
   });
 
-  await t.step("a 1 MiB garbage frame on a client tunnel", async () => {
+  await t.step("a 1 MiB garbage message on a client tunnel", async () => {
     const ws = await openSocket(relay, keys.clientKey, "/v1/tunnel?device=edge-1&service=echo");
-    assertEquals(await sendAndAwaitClose(ws, [randomBytes(1024 * 1024)]), 4400);
+    assertEquals(await sendAndAwaitClose(ws, [randomBytes(1024 * 1024)]), 1009);
   });
 
   await t.step("random small frames, a text message, and frames for unopened streams", async () => {
@@ -78,7 +79,7 @@ Deno.test("garbage on the relay's endpoints closes only that connection", async 
     const code = await sendAndAwaitClose(ws, frames);
     ok(closedByRelay(code), `close code ${code}`);
     ws = await openSocket(relay, credential, "/v1/device");
-    assertEquals(await sendAndAwaitClose(ws, ["hello"]), 4400);
+    assertEquals(await sendAndAwaitClose(ws, ["hello"]), 1003); // text: unsupported data
     // Well-formed DATA for a stream the relay never opened is dropped, not fatal; a DATA frame
     // on a client link before the device answered breaks the protocol.
     ws = await openSocket(relay, credential, "/v1/device");
@@ -88,15 +89,33 @@ Deno.test("garbage on the relay's endpoints closes only that connection", async 
     ws.send(stray);
     ws.send(randomBytes(7)); // and then garbage, which does close it
     assertEquals(await sendAndAwaitClose(ws, []), 4400);
-    // A client may not send DATA before the device has answered OPEN: the hand-driven device
-    // never answers, so the relay must treat the early frame as a violation.
-    const silentDevice = await openSocket(relay, credential, "/v1/device");
-    const early = new Uint8Array(HEADER_SIZE + 1);
-    early[0] = FrameType.DATA;
-    new DataView(early.buffer).setUint32(1, CLIENT_STREAM);
-    ws = await openSocket(relay, keys.clientKey, "/v1/tunnel?device=rogue-1&service=echo");
-    assertEquals(await sendAndAwaitClose(ws, [early]), 4400);
-    silentDevice.close();
+    // A client is answered only once the device has answered OPEN, so it cannot send DATA
+    // early; a device that refuses makes the client's upgrade an HTTP refusal with its reason.
+    const refusing = await openSocket(relay, credential, "/v1/device");
+    refusing.onmessage = (ev) => {
+      const frame = new Uint8Array(ev.data as ArrayBuffer);
+      if (frame[0] !== FrameType.OPEN) return;
+      const reason = new TextEncoder().encode("not today");
+      const reset = new Uint8Array(HEADER_SIZE + 1 + reason.length);
+      reset.set(frame.subarray(0, HEADER_SIZE));
+      reset[0] = FrameType.RESET;
+      reset[HEADER_SIZE] = ResetCode.NOT_EXPOSED;
+      reset.set(reason, HEADER_SIZE + 1);
+      refusing.send(reset);
+    };
+    const res = await fetch(`${relay.url}/v1/tunnel?device=rogue-1&service=echo`, {
+      headers: {
+        authorization: `Bearer ${keys.clientKey}`,
+        "x-od-protocol": SUBPROTOCOL,
+        upgrade: "websocket",
+        connection: "upgrade",
+        "sec-websocket-version": "13",
+        "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      },
+    });
+    assertEquals(res.status, 404);
+    assertEquals((await res.json()).error, 'cannot open echo on "rogue-1": not today');
+    refusing.close();
   });
 
   await t.step("random bytes instead of HTTP on the relay's port", async () => {

@@ -5,9 +5,10 @@
 import { CLIENT_STREAM, decodeFrame, encodePing, FrameType, ResetCode } from "../protocol/frame.ts";
 import { dialLink, type RelayTarget } from "../transport/dial.ts";
 import { CloseCode } from "../transport/link.ts";
-import type { ClientSocketLink } from "../transport/ws_client.ts";
+import type { SocketLink } from "../transport/socket_link.ts";
 import { type ByteIO, StreamEnd } from "../transport/stream.ts";
 import { OdError } from "../shared/errors.ts";
+import { DEFAULT_KEEPALIVE_S, Keepalive } from "../transport/keepalive.ts";
 
 const STOP_GRACE_MS = 1000;
 
@@ -56,7 +57,7 @@ export interface TunnelDevice {
 
 /** An open tunnel: its link and the device it reaches. */
 export interface Tunnel {
-  link: ClientSocketLink;
+  link: SocketLink;
   device: TunnelDevice | null;
 }
 
@@ -117,14 +118,17 @@ export async function runPipe(options: PipeOptions): Promise<void> {
       stream.reset(ResetCode.CANCELLED, closedBy);
     }
   };
-  const keepaliveMs = (options.keepalive ?? 15) * 1000;
-  const pinger = setInterval(() => {
-    if (Date.now() - lastFrameAt > 3 * keepaliveMs) {
-      link.close(CloseCode.TIMEOUT, "the relay stopped answering");
-    } else {
-      link.send(encodePing(FrameType.PING, crypto.getRandomValues(new Uint8Array(8))));
-    }
-  }, keepaliveMs);
+  const keepalive = new Keepalive(
+    link,
+    (options.keepalive ?? DEFAULT_KEEPALIVE_S) * 1000,
+    () => lastFrameAt,
+    (silentMs) => {
+      link.close(
+        CloseCode.TIMEOUT,
+        `the relay stopped answering (nothing for ${Math.round(silentMs / 1000)} s)`,
+      );
+    },
+  );
   // ssh closes our pipes and then sends SIGHUP to its ProxyCommand; systemd and timeout send
   // SIGTERM. A stream that is already ending gets a moment to finish, so the relay records a
   // clean end rather than a client that vanished; otherwise it is reset with a reason.
@@ -141,7 +145,7 @@ export async function runPipe(options: PipeOptions): Promise<void> {
   const ending = await stream.done;
   clearTimeout(stopTimer);
   for (const sig of signals) Deno.removeSignalListener(sig, stop);
-  clearInterval(pinger);
+  keepalive.stop();
   link.close(CloseCode.NORMAL, "done");
   await link.flushed(); // the last frames (our EOF) reach the relay before the process exits
   if (ending && !ending.local) {

@@ -2,7 +2,8 @@
  * `od daemon`: enrols once, then keeps one outbound link to the relay for as long as it runs,
  * reconnecting with jittered exponential backoff and noticing a dead relay by keepalives.
  */
-import { encodeControl, encodePing, FrameType } from "../protocol/frame.ts";
+import { encodeControl } from "../protocol/frame.ts";
+import { DEFAULT_KEEPALIVE_S, Keepalive } from "../transport/keepalive.ts";
 import { generateCredential } from "../protocol/keys.ts";
 import { dialLink, RelayError, type RelayTarget } from "../transport/dial.ts";
 import { CloseCode } from "../transport/link.ts";
@@ -213,13 +214,21 @@ async function connectOnce(rt: Runtime): Promise<void> {
   const timers = startTimers(rt, device);
   try {
     const hello = await Promise.race([device.hello, closed.then(() => null)]);
-    if (hello) onHello(rt, hello);
+    if (hello) {
+      // The relay closes links silent for 2.5 of its periods: never ping less often than that.
+      if (typeof hello.keepalive === "number" && hello.keepalive >= 1) {
+        const own = rt.options.keepalive ?? hello.keepalive;
+        timers.keepalive.setPeriod(Math.min(own, hello.keepalive) * 1000);
+      }
+      onHello(rt, hello);
+    }
     const { code, reason } = await closed;
     if (!options.signal?.aborted) {
       log.warn("link to relay closed", { code, reason: reason || undefined });
     }
   } finally {
-    timers.forEach(clearInterval);
+    clearInterval(timers.keyWatch);
+    timers.keepalive.stop();
     options.signal?.removeEventListener("abort", abort);
     device.closeStreams();
     rt.sync = null;
@@ -247,16 +256,14 @@ function startTimers(rt: Runtime, device: DeviceLink) {
       sendInfo();
     }
   }, HOST_KEY_RECHECK_MS);
-  const keepaliveMs = (rt.options.keepalive ?? 15) * 1000;
-  const pinger = setInterval(() => {
-    if (Date.now() - device.lastFrameAt > 3 * keepaliveMs) {
-      log.warn("relay stopped answering; reconnecting", {
-        silentFor: `${Date.now() - device.lastFrameAt}ms`,
-      });
+  const keepalive = new Keepalive(
+    link,
+    (rt.options.keepalive ?? DEFAULT_KEEPALIVE_S) * 1000,
+    () => device.lastFrameAt,
+    (silentMs) => {
+      log.warn("relay stopped answering; reconnecting", { silentFor: `${silentMs}ms` });
       link.close(CloseCode.TIMEOUT, "keepalive timeout");
-      return;
-    }
-    link.send(encodePing(FrameType.PING, crypto.getRandomValues(new Uint8Array(8))));
-  }, keepaliveMs);
-  return [keyWatch, pinger];
+    },
+  );
+  return { keyWatch, keepalive };
 }

@@ -132,7 +132,7 @@ export function announceProps(
     origin,
     changes: applied.map((c) => ({ key: c.k, value: c.v })),
   });
-  if (origin === "client") ctx.hub.get(d.rowid)?.pushProps(applied, false);
+  if (origin === "client") ctx.hub.get(d.rowid)?.pushProps(applied);
 }
 
 /** POST /v1/devices/REF/rename `{name}`. */

@@ -1,24 +1,27 @@
 /**
  * The relay's two WebSocket endpoints: `/v1/device` (a daemon's link) and `/v1/tunnel` (one
  * client tunnel). Every check that can fail runs before the upgrade, so a refusal is an HTTP
- * status with a JSON sentence the client can show.
+ * status with a JSON sentence the client can show; what runs after it (`onOpen`) cannot fail on
+ * input a peer controls, and the server closes just that link if it does.
+ *
+ * A tunnel is opened with the device before the client is answered: the 101 goes out together
+ * with OPENED in one write, and a device that refuses (service not exposed, dial failed) is an
+ * HTTP refusal with its sentence.
  */
-import { CLIENT_STREAM, encodeReset, ResetCode, SUBPROTOCOL } from "../protocol/frame.ts";
+import { MAX_FRAME_SIZE, ResetCode, SUBPROTOCOL } from "../protocol/frame.ts";
 import { keyProblem, valueProblem } from "../protocol/props.ts";
 import { serviceProblem } from "../protocol/names.ts";
-import { CloseCode, WebSocketLink } from "../transport/link.ts";
+import { Upgrade } from "../transport/http_server.ts";
 import { log } from "../shared/log.ts";
 import { ago } from "../cli/output.ts";
 import { checkProtocol, HttpError, isUpgrade } from "./http.ts";
-import { DeviceSession } from "./device_session.ts";
+import { DeviceSession, helloFrame, propsStateFrames } from "./device_session.ts";
 import { RelayStream } from "./tunnel.ts";
 import { announceProps, deviceView } from "./api.ts";
 import { resolveVisible, shareAllowsService } from "./access.ts";
 import type { RequestAudit } from "./audit.ts";
 import { cloneRefusal } from "./enroll.ts";
 import type { RelayContext } from "./context.ts";
-
-const WS_IDLE_TIMEOUT_S = 30; // WebSocket-level ping: a silent peer is dropped within ~60 s
 
 /** Checks that a WebSocket endpoint was asked for an upgrade with our protocol. */
 function upgradeCheck(req: Request): void {
@@ -29,13 +32,11 @@ function upgradeCheck(req: Request): void {
   }
 }
 
-function upgrade(req: Request): { link: WebSocketLink; response: Response } {
-  const { socket, response } = Deno.upgradeWebSocket(req, {
-    protocol: SUBPROTOCOL,
-    idleTimeout: WS_IDLE_TIMEOUT_S,
-  });
-  return { link: new WebSocketLink(socket), response };
-}
+// A device link carries many streams; this much queued toward a device that stopped reading
+// means it is gone (per-stream windows bound what honest traffic can queue far below it).
+const DEVICE_MAX_QUEUED = 64 * 1024 * 1024;
+// A client link carries one stream: a window of data plus a little control traffic.
+const CLIENT_MAX_QUEUED = 4 * 1024 * 1024;
 
 /** GET /v1/device: a daemon's link, authenticated by its own credential. */
 export function deviceLink(
@@ -43,7 +44,7 @@ export function deviceLink(
   req: Request,
   ip: string,
   audit: RequestAudit,
-): Response {
+): Upgrade {
   checkProtocol(req);
   const device = ctx.auth.device(req, ip, audit);
   const fingerprint = req.headers.get("x-od-fingerprint");
@@ -54,52 +55,80 @@ export function deviceLink(
   if (fingerprint && !device.fingerprint) {
     ctx.store.devices.setFingerprint(device.rowid, fingerprint);
   }
-  const { link, response } = upgrade(req);
-  const session = new DeviceSession(device, link, {
-    ip,
-    limits: ctx.limits,
-    hooks: {
-      onInfo(s, info) {
-        ctx.store.devices.setInfo(s.record.rowid, info);
-      },
-      onProps(s, changes) {
-        const valid = changes.filter((c) =>
-          keyProblem(c.k) === null && (c.v === null || valueProblem(c.k, c.v) === null)
-        );
-        const { applied, rejected } = ctx.store.props.apply(s.record.rowid, valid);
-        announceProps(ctx, s.record, applied, "device");
-        const refused = new Set([...rejected.map((c) => c.k)]);
-        for (const c of changes) if (!valid.includes(c)) refused.add(c.k);
-        return [...refused];
-      },
-      onClose(s, code, reason) {
-        if (!ctx.hub.detach(s)) return;
-        ctx.store.devices.markSeen(s.record.rowid, { at: Date.now() });
-        ctx.events.emit(s.record.accountId, s.record.name, "state", { state: "offline" });
-        log.info("device disconnected", {
-          device: s.record.name,
-          account: s.record.account,
-          code,
-          reason,
-        });
-      },
+  // Built before the upgrade: whatever a stored value looks like, encoding fails here or not
+  // at all, and the device learns its identity and properties in the 101's write.
+  const props = [...ctx.store.props.load(device.rowid)].map(([k, p]) => ({ k, ...p }));
+  const first = [helloFrame(device, ctx.keepaliveS), ...propsStateFrames(props, true)];
+  return new Upgrade({
+    protocol: SUBPROTOCOL,
+    maxMessage: MAX_FRAME_SIZE,
+    maxQueued: DEVICE_MAX_QUEUED,
+    first,
+    onOpen(link) {
+      const session = new DeviceSession(device, link, {
+        ip,
+        limits: ctx.limits,
+        hooks: {
+          onInfo(s, info) {
+            ctx.store.devices.setInfo(s.record.rowid, info);
+          },
+          onProps(s, changes) {
+            const valid = changes.filter((c) =>
+              keyProblem(c.k) === null && (c.v === null || valueProblem(c.k, c.v) === null)
+            );
+            const { applied, rejected } = ctx.store.props.apply(s.record.rowid, valid);
+            announceProps(ctx, s.record, applied, "device");
+            const refused = new Set([...rejected.map((c) => c.k)]);
+            for (const c of changes) if (!valid.includes(c)) refused.add(c.k);
+            return [...refused];
+          },
+          onClose(s, code, reason) {
+            if (!ctx.hub.detach(s)) return;
+            ctx.store.devices.markSeen(s.record.rowid, { at: Date.now() });
+            ctx.events.emit(s.record.accountId, s.record.name, "state", { state: "offline" });
+            log.info("device disconnected", {
+              device: s.record.name,
+              account: s.record.account,
+              code,
+              reason,
+            });
+          },
+        },
+      });
+      const wasOnline = ctx.hub.get(device.rowid) !== undefined;
+      ctx.hub.attach(session);
+      ctx.store.devices.markSeen(device.rowid, { at: Date.now(), ip });
+      if (!wasOnline) {
+        ctx.events.emit(device.accountId, device.name, "state", { state: "online", ip });
+      }
+      log.info("device connected", { device: device.name, account: device.account, ip });
     },
   });
-  const wasOnline = ctx.hub.get(device.rowid) !== undefined;
-  ctx.hub.attach(session);
-  ctx.store.devices.markSeen(device.rowid, { at: Date.now(), ip });
-  session.hello();
-  const props = [...ctx.store.props.load(device.rowid)].map(([k, p]) => ({ k, ...p }));
-  session.pushProps(props, true);
-  if (!wasOnline) {
-    ctx.events.emit(device.accountId, device.name, "state", { state: "online", ip });
+}
+
+/** The HTTP status a client gets when the device refuses to open a stream. */
+function refusalStatus(code: number): number {
+  switch (code) {
+    case ResetCode.NOT_EXPOSED:
+      return 404;
+    case ResetCode.REFUSED:
+      return 403;
+    case ResetCode.DIAL_FAILED:
+      return 502;
+    case ResetCode.TIMEOUT:
+      return 504;
+    default:
+      return 503;
   }
-  log.info("device connected", { device: device.name, account: device.account, ip });
-  return response;
 }
 
 /** GET /v1/tunnel?device=DEV&service=NAME: one client tunnel. */
-export function tunnel(ctx: RelayContext, req: Request, ip: string, audit: RequestAudit): Response {
+export async function tunnel(
+  ctx: RelayContext,
+  req: Request,
+  ip: string,
+  audit: RequestAudit,
+): Promise<Upgrade> {
   checkProtocol(req);
   const params = new URL(req.url).searchParams;
   const deviceParam = params.get("device") ?? "";
@@ -131,11 +160,10 @@ export function tunnel(ctx: RelayContext, req: Request, ip: string, audit: Reque
     });
   }
   upgradeCheck(req);
-  const { link, response } = upgrade(req);
   // Who the device is and its sshd host keys, so od pipe can pin them before ssh checks.
   const view = deviceView(ctx.hub, record, {});
   const opened = { id: view.id, account: view.account, hostKeys: view.hostKeys };
-  const stream = new RelayStream(link, {
+  const stream = new RelayStream({
     accountId: key.accountId,
     keyId: key.id,
     device: shown,
@@ -166,10 +194,25 @@ export function tunnel(ctx: RelayContext, req: Request, ip: string, audit: Reque
     });
   };
   if (!session.open(stream)) {
-    link.send(
-      encodeReset(CLIENT_STREAM, ResetCode.LIMIT, `device "${shown}" has too many open tunnels`),
-    );
-    link.close(CloseCode.LIMIT, "too many tunnels");
+    stream.reset(ResetCode.LIMIT, `device "${shown}" has too many open tunnels`);
   }
-  return response;
+  const result = await stream.opened;
+  if (!result.ok) {
+    // Already audited by onEnd; the client gets the device's sentence as an HTTP answer.
+    const refusal = new HttpError(
+      refusalStatus(result.code),
+      `cannot open ${service} on "${shown}": ${result.reason}`,
+    );
+    refusal.audited = true;
+    throw refusal;
+  }
+  return new Upgrade({
+    protocol: SUBPROTOCOL,
+    maxMessage: MAX_FRAME_SIZE,
+    maxQueued: CLIENT_MAX_QUEUED,
+    first: [stream.openedFrame()],
+    onOpen(link) {
+      stream.attachClient(link);
+    },
+  });
 }

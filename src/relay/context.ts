@@ -13,6 +13,8 @@ export interface RelayContext {
   events: EventBus;
   audit: AuditWriter;
   limits: RelayLimits;
+  /** Seconds between the daemon's keepalive pings; three silent periods end a link. */
+  keepaliveS: number;
 }
 
 /** Limits on what peers control. */

@@ -32,14 +32,46 @@ export interface SessionHooks {
   onClose(session: DeviceSession, code: number, reason: string): void;
 }
 
-// Property pushes are split so each CONTROL frame stays well under MAX_DATA.
-const PUSH_CHUNK_BYTES = 48 * 1024;
 // Each CONTROL message may write to the store; a device gets a burst of 200 and then 50 a
 // second, far above what a daemon sends, far below what would load the disk.
 const CONTROL_BURST = 200;
 const CONTROL_PER_SECOND = 50;
 // A daemon reports itself right after connecting; a peer that does not is not a daemon.
 const INFO_TIMEOUT_MS = 10_000;
+
+/** The relay's greeting: the device's identity, the relay's clock and keepalive period. */
+export function helloFrame(record: DeviceRecord, keepaliveS: number): Uint8Array {
+  return encodeControl({
+    t: "hello",
+    device: record.name,
+    account: record.account,
+    now: Date.now(),
+    keepalive: keepaliveS,
+  });
+}
+
+/**
+ * Property values for the daemon as `props-state` messages: `full` replaces its copy (sent on
+ * each connect), otherwise they are changes made by clients. Batches are split by their
+ * encoded size, measured, never estimated: a batch that does not fit a frame is halved.
+ */
+export function propsStateFrames(changes: PropChange[], full: boolean): Uint8Array[] {
+  const frames: Uint8Array[] = [];
+  const encode = (part: PropChange[], first: boolean, last: boolean) => {
+    const props: Record<string, PropValue> = {};
+    for (const c of part) props[c.k] = { v: c.v, at: c.at };
+    try {
+      frames.push(encodeControl({ t: "props-state", full: full && first, last, props }));
+    } catch (err) {
+      if (!(err instanceof RangeError) || part.length < 2) throw err;
+      const half = Math.ceil(part.length / 2);
+      encode(part.slice(0, half), first, false);
+      encode(part.slice(half), false, last);
+    }
+  };
+  encode(changes, true, true);
+  return frames;
+}
 
 /** A connected device. */
 export class DeviceSession implements DeviceSide {
@@ -82,39 +114,9 @@ export class DeviceSession implements DeviceSide {
     };
   }
 
-  /** Greets the daemon with its identity and the relay's clock; sent once the link is up. */
-  hello(extra: Record<string, unknown> = {}): void {
-    this.link.send(encodeControl({
-      t: "hello",
-      device: this.record.name,
-      account: this.record.account,
-      now: Date.now(),
-      ...extra,
-    }));
-  }
-
-  /**
-   * Sends property values to the daemon: `full` replaces its copy (sent after each connect),
-   * otherwise they are changes made by clients. Split into frames of at most PUSH_CHUNK_BYTES.
-   */
-  pushProps(changes: PropChange[], full: boolean): void {
-    let batch: Record<string, PropValue> = {};
-    let size = 0;
-    let first = true;
-    const flush = (last: boolean) => {
-      this.link.send(encodeControl({ t: "props-state", full: full && first, last, props: batch }));
-      first = false;
-      batch = {};
-      size = 0;
-    };
-    for (const c of changes) {
-      const entry = { v: c.v, at: c.at };
-      const bytes = c.k.length + (c.v?.length ?? 0) * 3 + 32; // worst-case UTF-8 and JSON
-      if (size + bytes > PUSH_CHUNK_BYTES) flush(false);
-      batch[c.k] = entry;
-      size += bytes;
-    }
-    flush(true);
+  /** Sends property values to the daemon: changes made by clients while it is online. */
+  pushProps(changes: PropChange[]): void {
+    for (const frame of propsStateFrames(changes, false)) this.link.send(frame);
   }
 
   /** Tells the daemon its new id after a rename. */
@@ -130,7 +132,7 @@ export class DeviceSession implements DeviceSide {
   /** Number of streams the device has not answered yet. */
   get pendingOpens(): number {
     let n = 0;
-    for (const s of this.#streams.values()) if (!s.opened) n++;
+    for (const s of this.#streams.values()) if (!s.isOpen) n++;
     return n;
   }
 
@@ -143,14 +145,14 @@ export class DeviceSession implements DeviceSide {
     }
     const id = this.#nextStream++;
     this.#streams.set(id, tunnel);
-    tunnel.attach(this, id);
+    tunnel.attachDevice(this, id);
     this.link.send(encodeOpen(id, tunnel.info.service, tunnel.info.from));
     return true;
   }
 
-  /** Sends a frame on the device link. */
-  send(frame: Uint8Array): void {
-    this.link.send(frame);
+  /** Sends a frame on the device link; `onSent` runs once it reached the socket. */
+  send(frame: Uint8Array, onSent?: () => void): void {
+    this.link.send(frame, onSent);
   }
 
   /** Forgets a finished stream. */

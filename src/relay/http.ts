@@ -4,6 +4,8 @@ import { SUBPROTOCOL } from "../protocol/frame.ts";
 /** A refusal with an HTTP status and one sentence for the user. */
 export class HttpError extends Error {
   override name = "HttpError";
+  /** Set when the refusal was already written to the audit log. */
+  audited = false;
   constructor(
     readonly status: number,
     message: string,
@@ -15,9 +17,15 @@ export class HttpError extends Error {
 
 /** A JSON response. */
 export function json(value: unknown, status = 200, headers: Record<string, string> = {}) {
-  return new Response(JSON.stringify(value), {
+  const body = new TextEncoder().encode(JSON.stringify(value));
+  return new Response(body, {
     status,
-    headers: { "content-type": "application/json", "cache-control": "no-store", ...headers },
+    headers: {
+      "content-type": "application/json",
+      "content-length": String(body.length),
+      "cache-control": "no-store",
+      ...headers,
+    },
   });
 }
 

@@ -59,6 +59,11 @@ export class Hub {
     return n;
   }
 
+  /** All open tunnels. */
+  tunnels(): IterableIterator<RelayStream> {
+    return this.#tunnels.values();
+  }
+
   /** Number of open tunnels. */
   get tunnelCount(): number {
     return this.#tunnels.size;

@@ -8,6 +8,7 @@ import { VERSION } from "../version.ts";
 import { HttpError, json } from "./http.ts";
 import type { RelayContext } from "./context.ts";
 import type { RequestAudit } from "./audit.ts";
+import type { Upgrade } from "../transport/http_server.ts";
 import { getDevice, listDevices, patchProps, removeDevice, renameDevice, whoami } from "./api.ts";
 import { clone, enroll } from "./enroll.ts";
 import { deviceLink, tunnel } from "./connect.ts";
@@ -27,7 +28,7 @@ export async function route(
   ctx: RelayContext,
   req: Request,
   audit: RequestAudit,
-): Promise<Response> {
+): Promise<Response | Upgrade> {
   const { pathname, searchParams } = new URL(req.url);
   const method = req.method;
   const ip = audit.ip;
@@ -47,7 +48,7 @@ export async function route(
   }
   if (pathname === "/v1/tunnel" && method === "GET") {
     audit.action = "tunnel";
-    return tunnel(ctx, req, ip, audit);
+    return await tunnel(ctx, req, ip, audit);
   }
   if (pathname === "/v1/enroll" && method === "POST") {
     return await enroll(ctx, as("enroll", ["device", "full"]), req);

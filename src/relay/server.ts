@@ -1,12 +1,16 @@
 /**
- * The relay: one HTTP(S) port serving the API and the WebSockets of devices and clients.
- * `runRelay` resolves once it is listening, like Deno.serve, and its `finished` promise settles
- * after the abort signal has fired and every connection is closed.
+ * The relay: one HTTP(S) port serving the API and the WebSockets of devices and clients, on
+ * od's own HTTP server (src/transport/http_server.ts). `runRelay` resolves once it is
+ * listening, and its `finished` promise settles after the abort signal has fired and every
+ * connection is closed.
  */
 import { Store } from "../store/store.ts";
 import { CloseCode } from "../transport/link.ts";
+import { ResetCode } from "../protocol/frame.ts";
+import { DEAD_AFTER } from "../transport/keepalive.ts";
 import { log } from "../shared/log.ts";
 import { errorResponse, HttpError, json } from "./http.ts";
+import { serveHttp, type Upgrade } from "../transport/http_server.ts";
 import { Authenticator } from "./auth.ts";
 import { FailureLimiter, RequestLimiter } from "./ratelimit.ts";
 import { Hub } from "./hub.ts";
@@ -30,6 +34,8 @@ export interface RelayOptions {
   auditRetentionDays?: number;
   /** Addresses of reverse proxies whose X-Forwarded-For is believed. */
   trustedProxies?: string[];
+  /** Seconds between keepalive pings on links; three silent periods end a link (default 15). */
+  keepalive?: number;
 }
 
 /** A running relay. */
@@ -43,9 +49,10 @@ const SEEN_FLUSH_MS = 60_000; // how stale on:lastSeen may get in the store afte
 const WATCH_MS = 1_000; // how quickly revocations made by `od admin` take effect
 const PRUNE_MS = 3_600_000; // retention is in days; hourly pruning is plenty
 const DAY_MS = 86_400_000;
+const SWEEP_MS = 1_000; // one pass over all links finds the silent ones; no timer per link
 
 /** Starts a relay; resolves when it is listening. */
-export function runRelay(options: RelayOptions): Promise<RunningRelay> {
+export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
   const store = Store.open(options.dataDir);
   const hub = new Hub();
   const auth = new Authenticator(store, new FailureLimiter());
@@ -61,6 +68,7 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
     limits,
     events: new EventBus(store),
     audit: new AuditWriter(store),
+    keepaliveS: options.keepalive ?? 15,
   };
   const requests = new RequestLimiter();
   const trusted = new Set(options.trustedProxies ?? []);
@@ -74,22 +82,17 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
   };
   prune();
 
-  const server = Deno.serve({
+  const server = await serveHttp({
     hostname: options.hostname,
     port: options.port,
-    ...(options.tls ?? {}),
+    tls: options.tls,
     signal: options.signal,
-    onListen: () => {},
-    onError: (err) => {
-      log.error("request failed", { error: err });
-      return json({ error: "internal error" }, 500);
-    },
-  }, (req, info) => {
-    const remote = (info.remoteAddr as Deno.NetAddr).hostname;
-    return handle(ctx, requests, req, clientAddress(req, remote, trusted));
+    handler: (req, info) =>
+      handle(ctx, requests, req, clientAddress(req, info.remoteAddr.hostname, trusted)),
   });
 
   const timers = [
+    setInterval(() => sweepSilent(ctx), SWEEP_MS),
     setInterval(() => flushSeen(ctx), SEEN_FLUSH_MS),
     setInterval(prune, PRUNE_MS),
     watchRevocations(ctx),
@@ -106,10 +109,27 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
     ctx.audit.close();
     store.close();
   });
-  const addr = server.addr as Deno.NetAddr;
+  const addr = server.addr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const url = `${options.tls ? "https" : "http"}://${host}:${addr.port}`;
-  return Promise.resolve({ addr, url, finished });
+  return { addr, url, finished };
+}
+
+/**
+ * Closes links whose peer has been silent for DEAD_AFTER keepalive periods: daemons and od pipe
+ * ping every period, so silence that long means the network between us is gone.
+ */
+function sweepSilent(ctx: RelayContext): void {
+  const bound = DEAD_AFTER * ctx.keepaliveS;
+  const limit = Date.now() - bound * 1000;
+  for (const s of [...ctx.hub.sessions()]) {
+    if (s.lastFrameAt < limit) s.link.close(CloseCode.TIMEOUT, `no keepalive for ${bound} s`);
+  }
+  for (const t of [...ctx.hub.tunnels()]) {
+    if (t.client && t.lastFrameAt < limit) {
+      t.reset(ResetCode.TIMEOUT, `the client sent nothing for ${bound} s`);
+    }
+  }
 }
 
 /**
@@ -128,7 +148,7 @@ async function handle(
   requests: RequestLimiter,
   req: Request,
   ip: string,
-): Promise<Response> {
+): Promise<Response | Upgrade> {
   const audit: RequestAudit = { ip, action: "request" };
   try {
     const wait = requests.take(audit.ip);
@@ -141,9 +161,11 @@ async function handle(
   } catch (err) {
     if (err instanceof HttpError) {
       // Every refusal is audited; throttled floods are merged into counted rows.
-      ctx.audit.record(audit, err.status === 429 ? "throttled" : "refused", {
-        reason: err.message,
-      });
+      if (!err.audited) {
+        ctx.audit.record(audit, err.status === 429 ? "throttled" : "refused", {
+          reason: err.message,
+        });
+      }
       return errorResponse(err);
     }
     log.error("request failed", { path: new URL(req.url).pathname, ip: audit.ip, error: err });

@@ -1,12 +1,21 @@
 /**
  * A client tunnel inside the relay: one client link joined to one stream of a device link.
- * The relay forwards DATA, CREDIT, EOF and RESET frames as they are, rewriting only the stream
- * id in place, and keeps the credit arithmetic of both directions so a peer that overruns its
- * window is reset instead of making the relay buffer for it.
+ * The relay forwards DATA, EOF and RESET as they are, rewriting only the stream id in place, and
+ * takes part in the credit arithmetic so that no peer can make it buffer:
+ *
+ * - it checks each direction against the window and resets a stream that overruns it;
+ * - it passes a receiver's CREDIT on to the sender only for bytes the relay has actually
+ *   written to that receiver's socket. A client (or device) that grants credit but never
+ *   reads therefore stalls its own stream after one window instead of filling the relay.
+ *
+ * Lifecycle: created before the client's upgrade; `opened` settles when the device answers
+ * OPEN (or the attempt fails); `attachClient` joins the client link after the 101. `onEnd` runs
+ * once, when the tunnel ends for any reason.
  */
 import {
   CLIENT_STREAM,
   decodeFrame,
+  encodeCredit,
   encodeOpened,
   encodePing,
   encodeReset,
@@ -18,7 +27,7 @@ import {
 } from "../protocol/frame.ts";
 import { CloseCode, type FrameLink } from "../transport/link.ts";
 
-/** Why and how a tunnel ended, for logs and (later) the audit trail. */
+/** Why and how a tunnel ended, for logs and the audit trail. */
 export interface TunnelEnd {
   result: "ok" | "reset" | "error";
   code: number | null;
@@ -43,62 +52,115 @@ export interface TunnelInfo {
 
 /** The device side a tunnel talks to (implemented by DeviceSession). */
 export interface DeviceSide {
-  send(frame: Uint8Array): void;
+  send(frame: Uint8Array, onSent?: () => void): void;
   release(stream: number): void;
 }
 
+/** How an open attempt ended: OPENED, or the reset that refused it. */
+export type OpenResult = { ok: true } | { ok: false; code: number; reason: string };
+
 const OPEN_TIMEOUT_MS = 10_000; // a device that cannot dial within 10 s is not going to
 const LINGER_MS = 5_000; // time a finished client gets to close its own link
+const PINGS_PER_SECOND = 5; // od PINGs a client may send; more are not answered
+const PING_BURST = 10;
+
+/** Credit one direction of a stream: what the sender may send and what the relay holds. */
+class Direction {
+  /** Bytes the sender may still send. */
+  allowance = STREAM_WINDOW;
+  /** Bytes forwarded toward the receiver and not yet written to its socket. */
+  unwritten = 0;
+  /** Credit the receiver granted that has not been passed on yet. */
+  held = 0;
+  bytes = 0;
+  eof = false;
+
+  /** Accounts for DATA from the sender; false if it overran its window. */
+  take(n: number): boolean {
+    this.allowance -= n;
+    this.bytes += n;
+    this.unwritten += n;
+    return this.allowance >= 0;
+  }
+
+  /**
+   * Credit that may be passed to the sender now: what the receiver granted, but no more than
+   * the bytes that have left the relay (so a receiver's word alone cannot grow our buffers).
+   */
+  releasable(): number {
+    const inRelay = this.unwritten;
+    const outstanding = STREAM_WINDOW - this.allowance; // sent by the sender, not yet credited
+    const grantable = Math.max(0, outstanding - inRelay);
+    return Math.min(this.held, grantable);
+  }
+}
 
 /** One client tunnel. */
 export class RelayStream {
   readonly info: TunnelInfo;
-  readonly client: FrameLink;
   readonly started = Date.now();
+  /** Settles when the device answers the OPEN, refuses it, or the attempt times out. */
+  readonly opened: Promise<OpenResult>;
   /** Stream id on the device link; set by DeviceSession.open. */
   deviceStream = 0;
   onEnd: (end: TunnelEnd) => void = () => {};
+  /** The client link, once attached. */
+  client: FrameLink | null = null;
+  /** When the client last sent a frame (ms), for the relay's keepalive sweep. */
+  lastFrameAt = Date.now();
 
   #device: DeviceSide | null = null;
   #openedInfo: Record<string, unknown>;
-  #opened = false;
+  #isOpen = false;
+  #settleOpen!: (r: OpenResult) => void;
   #finished = false;
-  #toDevice = STREAM_WINDOW; // bytes the client may still send
-  #toClient = STREAM_WINDOW; // bytes the device may still send
-  #clientEof = false;
-  #deviceEof = false;
-  #bytesUp = 0;
-  #bytesDown = 0;
+  #up = new Direction(); // client → device
+  #down = new Direction(); // device → client
+  #early: Uint8Array[] = []; // device frames that arrived before the client link
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #pingTokens = PING_BURST;
+  #pingAt = Date.now();
 
-  /**
-   * `openedInfo` is what the client is told about the device with OPENED (id, account, host
-   * keys for pinning).
-   */
-  constructor(client: FrameLink, info: TunnelInfo, openedInfo: Record<string, unknown>) {
-    this.client = client;
+  /** `openedInfo` is what the client learns with OPENED (id, account, host keys to pin). */
+  constructor(info: TunnelInfo, openedInfo: Record<string, unknown>) {
     this.info = info;
     this.#openedInfo = openedInfo;
-    client.onFrame = (raw) => this.#fromClient(raw);
-    client.onClose = () => {
-      this.#end("reset", ResetCode.CANCELLED, "the client went away", { device: true });
-    };
+    this.opened = new Promise((resolve) => (this.#settleOpen = resolve));
   }
 
   /** Called by the device session once OPEN has been sent with stream id `stream`. */
-  attach(device: DeviceSide, stream: number): void {
+  attachDevice(device: DeviceSide, stream: number): void {
     this.#device = device;
     this.deviceStream = stream;
     this.#timer = setTimeout(() => {
-      if (!this.#opened) {
+      if (!this.#isOpen) {
         this.reset(ResetCode.TIMEOUT, `device "${this.info.device}" did not answer in time`);
       }
     }, OPEN_TIMEOUT_MS);
   }
 
+  /** The frame a client receives first: OPENED with who the device is. */
+  openedFrame(): Uint8Array {
+    return encodeOpened(CLIENT_STREAM, this.#openedInfo);
+  }
+
+  /** Joins the client link (after the 101, which carried `openedFrame()`). */
+  attachClient(client: FrameLink): void {
+    this.client = client;
+    if (this.#finished) {
+      client.close(CloseCode.NORMAL, "stream reset");
+      return;
+    }
+    client.onFrame = (raw) => this.#fromClient(raw);
+    client.onClose = () => {
+      this.#end("reset", ResetCode.CANCELLED, "the client went away", { device: true });
+    };
+    for (const frame of this.#early.splice(0)) this.#toClient(frame);
+  }
+
   /** True once the device has answered OPENED. */
-  get opened(): boolean {
-    return this.#opened;
+  get isOpen(): boolean {
+    return this.#isOpen;
   }
 
   /** True once the tunnel has ended. */
@@ -109,7 +171,7 @@ export class RelayStream {
   /** Ends the tunnel from the relay's side, telling both ends why. */
   reset(code: number, reason: string): void {
     this.#end("reset", code, reason, { device: true, client: true });
-    this.client.close(CloseCode.NORMAL, "stream reset");
+    this.client?.close(CloseCode.NORMAL, "stream reset");
   }
 
   /** Handles a frame from the device for this stream; `raw` is forwarded as is. */
@@ -117,44 +179,76 @@ export class RelayStream {
     if (this.#finished) return;
     switch (frame.type) {
       case FrameType.OPENED:
-        if (this.#opened) return this.#violation("the device opened a stream twice", "device");
-        this.#opened = true;
+        if (this.#isOpen) return this.#violation("the device opened a stream twice", "device");
+        this.#isOpen = true;
         clearTimeout(this.#timer);
-        // The client learns who the device is in the same frame, so it is one write.
-        this.client.send(encodeOpened(CLIENT_STREAM, this.#openedInfo));
+        this.#settleOpen({ ok: true });
         return;
       case FrameType.DATA:
-        this.#toClient -= frame.data.length;
-        this.#bytesDown += frame.data.length;
-        if (this.#toClient < 0 || this.#deviceEof || !this.#opened) {
+        if (!this.#down.take(frame.data.length) || this.#down.eof || !this.#isOpen) {
           return this.#violation("the device sent data beyond its window", "device");
         }
-        break;
+        setStream(raw, CLIENT_STREAM);
+        return this.#toClient(raw, frame.data.length);
       case FrameType.CREDIT:
-        this.#toDevice = Math.min(STREAM_WINDOW, this.#toDevice + frame.bytes);
-        break;
+        return this.#grant(this.#up, frame.bytes);
       case FrameType.EOF:
-        this.#deviceEof = true;
-        break;
+        this.#down.eof = true;
+        setStream(raw, CLIENT_STREAM);
+        this.#toClient(raw);
+        return this.#maybeDone();
       case FrameType.RESET:
         setStream(raw, CLIENT_STREAM);
-        this.client.send(raw);
+        this.#toClient(raw);
         this.#end("reset", frame.code, frame.reason, {});
-        this.client.close(CloseCode.NORMAL, "stream reset");
+        this.client?.close(CloseCode.NORMAL, "stream reset");
         return;
       default:
         return this.#violation(`frame type ${frame.type} is not valid on a stream`, "device");
     }
-    setStream(raw, CLIENT_STREAM);
-    this.client.send(raw);
-    this.#maybeDone();
+  }
+
+  /** Sends toward the client, holding frames until its link is attached. */
+  #toClient(raw: Uint8Array, data = 0): void {
+    if (!this.client) {
+      this.#early.push(raw.slice());
+      if (data > 0) this.#written(this.#down, data); // held here, within the window
+      return;
+    }
+    this.client.send(raw, data > 0 ? () => this.#written(this.#down, data) : undefined);
+  }
+
+  /** Bytes of a direction reached the receiver's socket: credit held for them may move on. */
+  #written(dir: Direction, n: number): void {
+    dir.unwritten -= n;
+    if (dir.held > 0) this.#passCredit(dir);
+  }
+
+  #grant(dir: Direction, bytes: number): void {
+    dir.held += bytes;
+    if (dir.held > STREAM_WINDOW) {
+      const by = dir === this.#up ? "device" : "client";
+      return this.#violation("granted more credit than the window", by);
+    }
+    this.#passCredit(dir);
+  }
+
+  #passCredit(dir: Direction): void {
+    if (this.#finished) return;
+    const n = dir.releasable();
+    if (n <= 0) return;
+    dir.held -= n;
+    dir.allowance += n;
+    if (dir === this.#up) this.#toClient(encodeCredit(CLIENT_STREAM, n));
+    else this.#device?.send(encodeCredit(this.deviceStream, n));
   }
 
   #fromClient(raw: Uint8Array): void {
+    this.lastFrameAt = Date.now();
     if (this.#finished) return;
     const frame = decodeFrame(raw); // a throw closes the client link (FrameLink contract)
     if (frame.type === FrameType.PING) {
-      this.client.send(encodePing(FrameType.PONG, frame.nonce));
+      if (this.#takePing()) this.client!.send(encodePing(FrameType.PONG, frame.nonce));
       return;
     }
     if (frame.type === FrameType.PONG) return; // unsolicited: the client's ACK nudge
@@ -162,20 +256,23 @@ export class RelayStream {
       return this.#violation(`a client link carries only stream ${CLIENT_STREAM}`, "client");
     }
     switch (frame.type) {
-      case FrameType.DATA:
-        this.#toDevice -= frame.data.length;
-        this.#bytesUp += frame.data.length;
-        if (this.#toDevice < 0 || this.#clientEof || !this.#opened) {
+      case FrameType.DATA: {
+        const n = frame.data.length;
+        if (!this.#up.take(n) || this.#up.eof || !this.#isOpen) {
           return this.#violation("the client sent data beyond its window", "client");
         }
-        break;
+        setStream(raw, this.deviceStream);
+        this.#device?.send(raw, () => this.#written(this.#up, n));
+        return;
+      }
       case FrameType.CREDIT:
-        this.#toClient = Math.min(STREAM_WINDOW, this.#toClient + frame.bytes);
-        break;
+        return this.#grant(this.#down, frame.bytes);
       case FrameType.EOF:
-        if (!this.#opened) return this.#violation("the client sent EOF before OPENED", "client");
-        this.#clientEof = true;
-        break;
+        if (!this.#isOpen) return this.#violation("the client sent EOF before OPENED", "client");
+        this.#up.eof = true;
+        setStream(raw, this.deviceStream);
+        this.#device?.send(raw);
+        return this.#maybeDone();
       case FrameType.RESET:
         setStream(raw, this.deviceStream);
         this.#device?.send(raw);
@@ -184,19 +281,29 @@ export class RelayStream {
       default:
         return this.#violation(`frame type ${frame.type} is not valid on a client link`, "client");
     }
-    setStream(raw, this.deviceStream);
-    this.#device?.send(raw);
-    this.#maybeDone();
+  }
+
+  /** Client PINGs are answered at a bounded rate, so a flood cannot queue pongs. */
+  #takePing(): boolean {
+    const now = Date.now();
+    this.#pingTokens = Math.min(
+      PING_BURST,
+      this.#pingTokens + ((now - this.#pingAt) / 1000) * PINGS_PER_SECOND,
+    );
+    this.#pingAt = now;
+    if (this.#pingTokens < 1 || (this.client?.bufferedAmount ?? 0) > STREAM_WINDOW) return false;
+    this.#pingTokens--;
+    return true;
   }
 
   #violation(reason: string, by: "client" | "device"): void {
     const text = `Protocol violation by the ${by}: ${reason}`;
     this.#end("error", ResetCode.PROTOCOL, text, { device: true, client: true });
-    this.client.close(CloseCode.PROTOCOL, text);
+    this.client?.close(CloseCode.PROTOCOL, text);
   }
 
   #maybeDone(): void {
-    if (this.#clientEof && this.#deviceEof) this.#end("ok", null, "", {});
+    if (this.#up.eof && this.#down.eof) this.#end("ok", null, "", {});
   }
 
   #end(
@@ -209,19 +316,19 @@ export class RelayStream {
     this.#finished = true;
     clearTimeout(this.#timer);
     const resetCode = code ?? ResetCode.CANCELLED;
+    if (!this.#isOpen) this.#settleOpen({ ok: false, code: resetCode, reason });
     if (notify.device && this.#device) {
       this.#device.send(encodeReset(this.deviceStream, resetCode, reason));
     }
-    if (notify.client) this.client.send(encodeReset(CLIENT_STREAM, resetCode, reason));
+    if (notify.client) this.client?.send(encodeReset(CLIENT_STREAM, resetCode, reason));
     this.#device?.release(this.deviceStream);
-    if (this.client.open) {
+    this.#early = [];
+    const client = this.client;
+    if (client?.open) {
       // Give the client a moment to close its own link after the last frames, then close it.
-      const linger = setTimeout(
-        () => this.client.close(CloseCode.NORMAL, "stream finished"),
-        LINGER_MS,
-      );
-      const previous = this.client.onClose;
-      this.client.onClose = (c, r) => {
+      const linger = setTimeout(() => client.close(CloseCode.NORMAL, "stream finished"), LINGER_MS);
+      const previous = client.onClose;
+      client.onClose = (c, r) => {
         clearTimeout(linger);
         previous?.(c, r);
       };
@@ -230,8 +337,8 @@ export class RelayStream {
       result,
       code,
       reason,
-      bytesUp: this.#bytesUp,
-      bytesDown: this.#bytesDown,
+      bytesUp: this.#up.bytes,
+      bytesDown: this.#down.bytes,
       durationMs: Date.now() - this.started,
     });
   }

@@ -5,7 +5,8 @@
  */
 import { SUBPROTOCOL } from "../protocol/frame.ts";
 import { proxyFor } from "./proxy.ts";
-import { type ClientSocketLink, openWebSocket, ProxyError, UpgradeRefused } from "./ws_client.ts";
+import { openWebSocket, ProxyError, UpgradeRefused } from "./ws_client.ts";
+import type { SocketLink } from "./socket_link.ts";
 
 /** Where the relay is and how to talk to it. */
 export interface RelayTarget {
@@ -153,7 +154,7 @@ export async function dialLink(
   target: RelayTarget,
   path: string,
   params: Record<string, string> = {},
-): Promise<ClientSocketLink> {
+): Promise<SocketLink> {
   const url = new URL(path, target.url);
   for (const [k, v] of Object.entries(params)) url.searchParams.set(k, v);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";

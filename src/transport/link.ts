@@ -8,8 +8,11 @@
 
 /** A message-oriented, never-blocking link carrying protocol frames. */
 export interface FrameLink {
-  /** Queues one frame. The bytes are captured at once, so the caller may reuse `frame`. */
-  send(frame: Uint8Array): void;
+  /**
+   * Queues one frame. The bytes are captured at once, so the caller may reuse `frame`;
+   * `onSent` runs once the frame has been handed to the network (for credit accounting).
+   */
+  send(frame: Uint8Array, onSent?: () => void): void;
   /** Closes the link with a WebSocket close code and a short reason for the peer. */
   close(code?: number, reason?: string): void;
   /** Bytes queued by `send` that the peer has not yet been sent. */
@@ -35,8 +38,6 @@ export const CloseCode = {
   TIMEOUT: 4408, //     keepalive or handshake timeout
   LIMIT: 4429, //       too many streams, frames or bytes
 } as const;
-
-const MAX_CLOSE_REASON = 120; // WebSocket close reasons are limited to 123 bytes
 
 /**
  * Delivery common to all links: holds frames and the close event until handlers are set, so
@@ -102,71 +103,6 @@ export abstract class BaseLink {
   }
 }
 
-/** Adapts a WebSocket (client or server side) to a FrameLink. */
-export class WebSocketLink extends BaseLink implements FrameLink {
-  #ws: WebSocket;
-  #early: Uint8Array[] = []; // frames sent while the socket was still connecting
-  #socketClosed: Promise<void>;
-
-  /** Wraps `ws`, which may still be connecting: frames sent before it opens are queued. */
-  constructor(ws: WebSocket) {
-    super();
-    this.#ws = ws;
-    ws.binaryType = "arraybuffer";
-    this.#socketClosed = new Promise((resolve) => ws.addEventListener("close", () => resolve()));
-    ws.onmessage = (ev) => {
-      if (typeof ev.data === "string") {
-        this.close(CloseCode.PROTOCOL, "text messages are not part of the od protocol");
-        return;
-      }
-      this.deliver(new Uint8Array(ev.data as ArrayBuffer));
-    };
-    ws.onopen = () => {
-      for (const frame of this.#early) ws.send(frame);
-      this.#early = [];
-    };
-    ws.onclose = (ev) => this.finish(ev.code, ev.reason);
-    ws.onerror = () => {}; // onclose follows with the code
-  }
-
-  get bufferedAmount(): number {
-    return this.#ws.bufferedAmount;
-  }
-
-  send(frame: Uint8Array): void {
-    if (this.closed) return;
-    if (this.#ws.readyState === WebSocket.CONNECTING) this.#early.push(frame.slice());
-    else if (this.#ws.readyState === WebSocket.OPEN) this.#ws.send(frame);
-  }
-
-  /** Resolves when the socket has really closed (its close handshake done), or after `ms`. */
-  async flushed(ms = 2000): Promise<void> {
-    let timer: ReturnType<typeof setTimeout> | undefined;
-    await Promise.race([
-      this.#socketClosed,
-      new Promise<void>((resolve) => (timer = setTimeout(resolve, ms))),
-    ]);
-    clearTimeout(timer);
-  }
-
-  close(code: number = CloseCode.NORMAL, reason = ""): void {
-    if (this.closed) return;
-    try {
-      this.#ws.close(code, truncateUtf8(reason, MAX_CLOSE_REASON));
-    } catch {
-      // already closing
-    }
-    this.#early = [];
-    this.finish(code, reason);
-  }
-}
-
-function truncateUtf8(text: string, maxBytes: number): string {
-  const bytes = new TextEncoder().encode(text);
-  if (bytes.length <= maxBytes) return text;
-  return new TextDecoder().decode(bytes.subarray(0, maxBytes)).replace(/\uFFFD$/, "");
-}
-
 /** Two FrameLinks joined in memory; delivery is asynchronous like a real socket. */
 export function linkPair(): [FrameLink, FrameLink] {
   const a = new MemoryLink();
@@ -180,13 +116,14 @@ class MemoryLink extends BaseLink implements FrameLink {
   peer: MemoryLink | null = null;
   bufferedAmount = 0;
 
-  send(frame: Uint8Array): void {
+  send(frame: Uint8Array, onSent?: () => void): void {
     if (this.closed) return;
     const copy = frame.slice();
     const peer = this.peer!;
     this.bufferedAmount += copy.length;
     setTimeout(() => {
       this.bufferedAmount -= copy.length;
+      onSent?.();
       peer.deliver(copy);
     }, 0);
   }
