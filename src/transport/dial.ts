@@ -5,7 +5,13 @@
  */
 import { SUBPROTOCOL } from "../protocol/frame.ts";
 import { proxyFor } from "./proxy.ts";
-import { openWebSocket, ProxyError, UpgradeRefused } from "./ws_client.ts";
+import {
+  HandshakeError,
+  openWebSocket,
+  ProxyError,
+  TlsError,
+  UpgradeRefused,
+} from "./ws_client.ts";
 import type { SocketLink } from "./socket_link.ts";
 
 /** Where the relay is and how to talk to it. */
@@ -65,8 +71,17 @@ function headers(target: RelayTarget): Record<string, string> {
 }
 
 function unreachable(target: RelayTarget, err: unknown): RelayError {
-  if (err instanceof ProxyError) {
+  if (err instanceof ProxyError || err instanceof HandshakeError) {
     return new RelayError(`cannot reach relay at ${target.url}: ${err.message}`, 0);
+  }
+  if (err instanceof TlsError) {
+    const hint = /certificate|UnknownIssuer|issuer|verif/i.test(err.message)
+      ? "; pass the relay's CA with --ca or OD_CA"
+      : "";
+    return new RelayError(
+      `cannot reach relay at ${target.url}: TLS failed (${err.message})${hint}`,
+      0,
+    );
   }
   // fetch says only "fetch failed"; the reason is in the cause chain.
   let detail = err instanceof Error ? err.message : String(err);
@@ -82,7 +97,7 @@ function unreachable(target: RelayTarget, err: unknown): RelayError {
     })`
     : /refused/i.test(detail)
     ? "connection refused"
-    : /certificate|UnknownIssuer|tls|handshake/i.test(detail)
+    : target.url.startsWith("https:") && /certificate|UnknownIssuer|tls/i.test(detail)
     ? `TLS failed (${detail.replace(/^.*?: /, "")}); pass the relay's CA with --ca or OD_CA`
     : /dns|lookup|resolve/i.test(detail)
     ? "host name not found"

@@ -24,7 +24,10 @@ export interface FrameLink {
    * that arrive before a handler is set are held and delivered when it is set.
    */
   onFrame: ((frame: Uint8Array) => void) | null;
-  /** Called once when the link is closed by either side (also if it closed before being set). */
+  /**
+   * Called once when the link is closed by either side; a handler set after the close is
+   * called at once, so each owner of the link learns of it.
+   */
   onClose: ((code: number, reason: string) => void) | null;
 }
 
@@ -69,11 +72,8 @@ export abstract class BaseLink {
   }
   set onClose(handler: ((code: number, reason: string) => void) | null) {
     this.#closeHandler = handler;
-    if (handler && this.#closedWith) {
-      const [code, reason] = this.#closedWith;
-      this.#closedWith = null;
-      handler(code, reason);
-    }
+    // A handler set after the close (a new owner taking over the link) still learns of it.
+    if (handler && this.#closedWith) handler(...this.#closedWith);
   }
 
   get open(): boolean {
@@ -98,8 +98,8 @@ export abstract class BaseLink {
   protected finish(code: number, reason: string): void {
     if (this.closed) return;
     this.closed = true; // frames already received stay in the inbox for a late handler
-    if (this.#closeHandler) this.#closeHandler(code, reason);
-    else this.#closedWith = [code, reason];
+    this.#closedWith = [code, reason];
+    this.#closeHandler?.(code, reason);
   }
 }
 

@@ -71,6 +71,10 @@ const PONG_BURST = 20; // WebSocket pings answered back to back
 const PONGS_PER_SECOND = 5; // then this many a second; od's own keepalive uses od PINGs
 const PONG_QUEUE_LIMIT = 64 * 1024; // a peer that lets this much pile up gets no pongs
 const CLOSE_WAIT_MS = 1000; // how long a closing link waits for the peer's close frame
+// A read of data that is already there completes without passing through the event loop, so a
+// peer that never stops sending would starve every other connection; after this long of
+// back-to-back work the read loop lets the event loop run.
+const YIELD_AFTER_MS = 5;
 
 interface Queued {
   bytes: Uint8Array;
@@ -226,6 +230,7 @@ export class SocketLink extends BaseLink implements FrameLink {
     let buf = new Uint8Array(Math.max(readSize, leftover.length));
     buf.set(leftover);
     let len = leftover.length;
+    let yielded = performance.now();
     while (!this.#dropped) {
       // Decode every complete frame in buf[0..len).
       let off = 0;
@@ -257,7 +262,14 @@ export class SocketLink extends BaseLink implements FrameLink {
         buf = next;
       } else if (off > 0) buf.copyWithin(0, off, len);
       len = rest;
+      if (performance.now() - yielded > YIELD_AFTER_MS) {
+        await new Promise((r) => setTimeout(r, 0));
+        yielded = performance.now();
+        if (this.#dropped) return;
+      }
+      const asked = performance.now();
       const n = await this.#conn.read(buf.subarray(len)).catch(() => null);
+      if (performance.now() - asked > 1) yielded = performance.now(); // it waited: others ran
       if (n === null) {
         return this.#fail(WsClose.ABNORMAL, this.#closeSent ? "" : "the connection closed");
       }

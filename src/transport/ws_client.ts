@@ -74,7 +74,7 @@ async function handshake(conn: Deno.Conn, opts: WsOptions): Promise<SocketLink> 
     throw new UpgradeRefused(head.status, head.headers, await reader.readBody(head.headers));
   }
   const problem = await upgradeResponseProblem(head.headers, key, opts.protocol);
-  if (problem) throw new Error(`the relay's WebSocket handshake is invalid: ${problem}`);
+  if (problem) throw new HandshakeError(`the relay's WebSocket handshake is invalid: ${problem}`);
   return new SocketLink(conn, {
     role: "client",
     maxMessage: MAX_MESSAGE,
@@ -97,11 +97,18 @@ async function connect(opts: WsOptions): Promise<Deno.Conn> {
   const authority = `${host.includes(":") ? `[${host}]` : host}:${port}`;
   if (proxy) await tunnelThrough(tcp, proxy, authority);
   if (!secure) return tcp;
-  return await Deno.startTls(tcp, {
+  const tls = await Deno.startTls(tcp, {
     hostname: host,
     caCerts: opts.ca ? [opts.ca] : undefined,
     alpnProtocols: ["http/1.1"],
   });
+  try {
+    await tls.handshake();
+  } catch (err) {
+    tls.close();
+    throw new TlsError(errText(err), { cause: err });
+  }
+  return tls;
 }
 
 async function tunnelThrough(conn: Deno.Conn, proxy: URL, authority: string): Promise<void> {
@@ -134,6 +141,16 @@ async function tunnelThrough(conn: Deno.Conn, proxy: URL, authority: string): Pr
 
 /** An HTTP CONNECT proxy refused; the message is meant for the user as it is. */
 export class ProxyError extends Error {}
+
+/** The relay answered, but not with a valid WebSocket handshake; the message says how. */
+export class HandshakeError extends Error {}
+
+/** The TLS handshake with the relay failed; the message is the runtime's. */
+export class TlsError extends Error {}
+
+function errText(err: unknown): string {
+  return (err instanceof Error ? err.message : String(err)).replace(/ \(os error \d+\)$/, "");
+}
 
 function upgradeRequest(opts: WsOptions, key: string): string {
   const lines = [
