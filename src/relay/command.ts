@@ -25,6 +25,8 @@ Options:
                        client; repeatable. Throttling and the audit log then see real clients
   --event-retention D  days events are kept (default 30)
   --audit-retention D  days audit rows are kept (default 90)
+  --keepalive SECONDS  the keepalive period announced to daemons; a link silent for 2.5
+                       periods is closed (default 15, so dead links go within 37.5 s)
 `;
 
 /** Parses HOST:PORT, [V6]:PORT or :PORT. */
@@ -57,6 +59,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       "event-retention": { type: "string" },
       "trusted-proxy": { type: "string", multiple: true },
       "audit-retention": { type: "string" },
+      keepalive: { type: "string" },
     },
     USAGE,
     { positionals: false },
@@ -67,6 +70,10 @@ export async function serveCommand(args: string[]): Promise<number> {
     return v;
   };
   const eventRetentionDays = days("event-retention", 30);
+  const keepalive = Number(str(values, "keepalive") ?? 15);
+  if (!(keepalive >= 1 && keepalive <= 3600)) {
+    throw new UsageError("--keepalive must be 1 to 3600 seconds");
+  }
   const auditRetentionDays = days("audit-retention", 90);
   const { hostname, port } = parseListen(str(values, "listen", "127.0.0.1:8080")!);
   const dataDir = str(values, "data", "./od-data")!;
@@ -78,9 +85,14 @@ export async function serveCommand(args: string[]): Promise<number> {
     : undefined;
 
   const controller = new AbortController();
-  const stop = () => controller.abort();
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
+  let signalled: string | null = null;
+  const onSignal = (name: string) => () => {
+    signalled ??= name;
+    controller.abort();
+  };
+  Deno.addSignalListener("SIGINT", onSignal("SIGINT"));
+  Deno.addSignalListener("SIGTERM", onSignal("SIGTERM"));
+  guardProcess();
   let relay;
   try {
     relay = await runRelay({
@@ -92,6 +104,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       eventRetentionDays,
       auditRetentionDays,
       trustedProxies: list(values, "trusted-proxy"),
+      keepalive,
     });
   } catch (err) {
     if (err instanceof StoreError) throw new OdError(err.message);
@@ -107,8 +120,24 @@ export async function serveCommand(args: string[]): Promise<number> {
   log.info("relay listening", { url: relay.url, data: dataDir, version: VERSION });
   if (values.init) printFirstRun(dataDir, publicUrl);
   await relay.finished;
-  log.info("relay stopped");
+  if (signalled === null) throw new OdError("the relay stopped unexpectedly");
+  log.info("relay stopped", { signal: signalled });
   return 0;
+}
+
+/**
+ * A bug in one connection's code must not stop the relay for everyone: an exception or a
+ * rejection that nothing caught is logged once with what is known, and the relay goes on.
+ */
+function guardProcess(): void {
+  globalThis.addEventListener("unhandledrejection", (e) => {
+    e.preventDefault();
+    log.error("internal error; the relay carries on", { error: e.reason });
+  });
+  globalThis.addEventListener("error", (e) => {
+    e.preventDefault();
+    log.error("internal error; the relay carries on", { error: e.error ?? e.message });
+  });
 }
 
 function printFirstRun(dataDir: string, url: string): void {
