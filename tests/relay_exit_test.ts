@@ -33,3 +33,20 @@ Deno.test("an address in use: one sentence, non-zero exit", async () => {
   const out = await od(["serve", "--listen", `127.0.0.1:${port}`, "--data", dir]);
   assertOneSentence(out, new RegExp(`cannot listen on 127.0.0.1:${port}: .*in use`), 1);
 });
+
+Deno.test("a certificate that cannot serve TLS: one sentence, non-zero exit", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir}/cert.pem`, "not a certificate\n");
+  const out = await od([
+    "serve",
+    "--listen",
+    "127.0.0.1:0",
+    "--data",
+    dir,
+    "--tls-cert",
+    `${dir}/cert.pem`,
+    "--tls-key",
+    `${dir}/cert.pem`,
+  ]);
+  assertOneSentence(out, /cannot start TLS: .*certificate/, 1);
+});

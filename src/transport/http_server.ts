@@ -25,7 +25,8 @@ import {
   requestFraming,
   responseHead,
 } from "./http1.ts";
-import { SocketLink } from "./socket_link.ts";
+import { type ByteConn, SocketLink } from "./socket_link.ts";
+import { type AcceptedConn, type Acceptor, listenTls } from "./tls_listener.ts";
 import { acceptFor, upgradeRequestProblem } from "./ws_codec.ts";
 import { log } from "../shared/log.ts";
 
@@ -82,16 +83,18 @@ const LINK_GRACE_MS = 2_000; // on shutdown, links their owners did not close ar
 const encoder = new TextEncoder();
 
 /** Starts serving; resolves once the listener is bound. */
-export function serveHttp(options: ServeOptions): Promise<HttpServer> {
-  const listener = options.tls
-    ? Deno.listenTls({ hostname: options.hostname, port: options.port, ...options.tls })
-    : Deno.listen({ hostname: options.hostname, port: options.port });
+export async function serveHttp(options: ServeOptions): Promise<HttpServer> {
+  // TLS through node:tls, whose sockets take NODELAY (see tls_listener.ts); plain TCP through
+  // Deno.listen, whose connections are the leanest to hold and fastest to read.
+  const listener: Acceptor = options.tls
+    ? await listenTls({ hostname: options.hostname, port: options.port, ...options.tls })
+    : Deno.listen({ hostname: options.hostname, port: options.port }) as unknown as Acceptor;
   const secure = options.tls !== undefined;
   const open = new Set<Connection>();
   let stopping = false;
   const accepting = (async () => {
     while (!stopping) {
-      let conn: Deno.Conn;
+      let conn: AcceptedConn;
       try {
         conn = await listener.accept();
       } catch (err) {
@@ -100,8 +103,8 @@ export function serveHttp(options: ServeOptions): Promise<HttpServer> {
         await new Promise((r) => setTimeout(r, 50));
         continue;
       }
-      if (!secure) (conn as Deno.TcpConn).setNoDelay(true);
-      const c = new Connection(conn, { remoteAddr: conn.remoteAddr as Deno.NetAddr, secure });
+      if (!secure) (conn as unknown as Deno.TcpConn).setNoDelay(true);
+      const c = new Connection(conn, { remoteAddr: conn.remoteAddr, secure });
       open.add(c);
       c.serve(options.handler).catch((err) => {
         log.debug("connection failed", { ip: c.info.remoteAddr.hostname, error: err });
@@ -126,25 +129,25 @@ export function serveHttp(options: ServeOptions): Promise<HttpServer> {
     if (options.signal?.aborted) stop();
     else options.signal?.addEventListener("abort", stop, { once: true });
   });
-  return Promise.resolve({
-    addr: listener.addr as Deno.NetAddr,
+  return {
+    addr: listener.addr,
     finished,
     get connections() {
       return open.size;
     },
-  });
+  };
 }
 
 /** One accepted connection: keep-alive requests until it closes or is upgraded. */
 class Connection {
   readonly info: ConnInfo;
-  #conn: Deno.Conn;
+  #conn: ByteConn;
   #buf: Uint8Array = new Uint8Array(0); // bytes read but not yet consumed
   #idle = true; // between requests
   #stopping = false;
   #link: SocketLink | null = null;
 
-  constructor(conn: Deno.Conn, info: ConnInfo) {
+  constructor(conn: ByteConn, info: ConnInfo) {
     this.#conn = conn;
     this.info = info;
   }
