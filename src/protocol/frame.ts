@@ -16,10 +16,14 @@
  *    OPENED carrying who the device is (id, account, sshd host keys, for pinning) as JSON, all
  *    in one write; then it switches DATA, CREDIT, EOF and RESET between the two links,
  *    rewriting only the stream id in place.
- * 4. Steady state. Each side of a stream may send at most `STREAM_WINDOW` bytes of DATA beyond
- *    what the other side has granted back with CREDIT; the receiver grants credit only after it
- *    has written the bytes out, so a slow reader stalls the writer instead of filling buffers.
- *    The relay checks the arithmetic and resets streams that overrun it.
+ * 4. Steady state. Each side of a stream starts with `STREAM_WINDOW` bytes it may send; CREDIT
+ *    grants more. A receiver grants credit for bytes it has written out, so a slow reader
+ *    stalls the writer instead of filling buffers. Where both ends and the relay announce it
+ *    ("windows", see control.ts and the tunnel's OPENED), a receiver may also grant ahead, up
+ *    to `MAX_WINDOW` in all, when the sender reports BLOCKED (it had data but no credit while
+ *    its link was idle): windows grow towards the path's bandwidth-delay product and shrink
+ *    again when the sender stops asking. The relay checks the arithmetic, resets streams that
+ *    overrun it, and passes credit on only as far as its memory budget allows.
  * 5. Close. EOF ends one direction (TCP half-close); a stream is finished when both directions
  *    have ended. RESET aborts both directions at once and carries a code and a reason.
  *    PING/PONG on stream 0 detect a dead peer behind a silent network.
@@ -38,8 +42,10 @@ export const HEADER_SIZE = 5;
 export const MAX_DATA = 64 * 1024;
 /** Largest frame of any type; checked before anything is decoded or allocated. */
 export const MAX_FRAME_SIZE = HEADER_SIZE + MAX_DATA;
-/** Bytes one side of a stream may have in flight before it must wait for CREDIT. */
+/** Bytes one side of a stream may send before its first CREDIT: every peer assumes this. */
 export const STREAM_WINDOW = 1024 * 1024;
+/** Largest window a stream may grow to where all three parties support growing windows. */
+export const MAX_WINDOW = 16 * 1024 * 1024;
 /** The only stream id a client link uses. */
 export const CLIENT_STREAM = 1;
 /** Largest stream id; ids are u32 and never reused within a link. */
@@ -56,6 +62,7 @@ export const FrameType = {
   CONTROL: 0x07, //  0      | JSON object (see control.ts)     link-level messages
   PING: 0x08, //     0      | 8 opaque bytes                   either side
   PONG: 0x09, //     0      | the 8 bytes of the PING          answer
+  BLOCKED: 0x0a, //  stream | (empty)  had data, no credit      both ways, only with "windows"
 } as const;
 
 /** Why a stream was reset; the client maps these to its messages and exit codes. */
@@ -80,7 +87,8 @@ export type Frame =
   | { type: typeof FrameType.RESET; stream: number; code: number; reason: string }
   | { type: typeof FrameType.CONTROL; stream: 0; message: Record<string, unknown> }
   | { type: typeof FrameType.PING; stream: 0; nonce: Uint8Array }
-  | { type: typeof FrameType.PONG; stream: 0; nonce: Uint8Array };
+  | { type: typeof FrameType.PONG; stream: 0; nonce: Uint8Array }
+  | { type: typeof FrameType.BLOCKED; stream: number };
 
 /** A frame that breaks the protocol; the link that sent it is closed. */
 export class ProtocolError extends Error {
@@ -141,6 +149,11 @@ export function encodeCredit(stream: number, bytes: number): Uint8Array {
 /** Encodes EOF: the sender will send no more DATA on this stream. */
 export function encodeEof(stream: number): Uint8Array {
   return header(FrameType.EOF, stream, 0);
+}
+
+/** Encodes BLOCKED: the sender has data to send and no credit left. */
+export function encodeBlocked(stream: number): Uint8Array {
+  return header(FrameType.BLOCKED, stream, 0);
 }
 
 /** Encodes RESET with a code from `ResetCode` and a one-sentence reason. */
@@ -242,9 +255,9 @@ export function decodeFrame(frame: Uint8Array): Frame {
       expectLinkStream(stream, "CREDIT", false);
       expectSize(payload, 4, "CREDIT");
       const bytes = new DataView(payload.buffer, payload.byteOffset, 4).getUint32(0);
-      if (bytes === 0 || bytes > STREAM_WINDOW) {
+      if (bytes === 0 || bytes > MAX_WINDOW) {
         throw new ProtocolError(
-          `Malformed CREDIT frame: ${bytes} bytes is outside 1..${STREAM_WINDOW}`,
+          `Malformed CREDIT frame: ${bytes} bytes is outside 1..${MAX_WINDOW}`,
         );
       }
       return { type, stream, bytes };
@@ -252,6 +265,10 @@ export function decodeFrame(frame: Uint8Array): Frame {
     case FrameType.EOF:
       expectLinkStream(stream, "EOF", false);
       expectSize(payload, 0, "EOF");
+      return { type, stream };
+    case FrameType.BLOCKED:
+      expectLinkStream(stream, "BLOCKED", false);
+      expectSize(payload, 0, "BLOCKED");
       return { type, stream };
     case FrameType.RESET: {
       expectLinkStream(stream, "RESET", false);

@@ -14,11 +14,11 @@ import {
   HEADER_SIZE,
   MAX_DATA,
   MAX_FRAME_SIZE,
+  MAX_WINDOW,
   peekHeader,
   ProtocolError,
   ResetCode,
   setStream,
-  STREAM_WINDOW,
 } from "./frame.ts";
 
 const bytes = (...b: number[]) => new Uint8Array(b);
@@ -91,7 +91,7 @@ const malformed: [string, Uint8Array, RegExp][] = [
   ["empty DATA", bytes(FrameType.DATA, 0, 0, 0, 1), /empty payload/],
   ["short CREDIT", bytes(FrameType.CREDIT, 0, 0, 0, 1, 0, 1), /not 4/],
   ["zero CREDIT", encodeCreditRaw(0), /outside/],
-  ["CREDIT over window", encodeCreditRaw(STREAM_WINDOW + 1), /outside/],
+  ["CREDIT over the largest window", encodeCreditRaw(MAX_WINDOW + 1), /outside/],
   ["OPENED with a non-JSON payload", bytes(FrameType.OPENED, 0, 0, 0, 1, 9), /not JSON/],
   ["EOF with payload", bytes(FrameType.EOF, 0, 0, 0, 1, 9), /not 0/],
   ["RESET without code", bytes(FrameType.RESET, 0, 0, 0, 1), /missing code/],

@@ -63,35 +63,119 @@ const OPEN_TIMEOUT_MS = 10_000; // a device that cannot dial within 10 s is not 
 const LINGER_MS = 5_000; // time a finished client gets to close its own link
 const PINGS_PER_SECOND = 5; // od PINGs a client may send; more are not answered
 const PING_BURST = 10;
+const MAX_PONG_BACKLOG = 1024 * 1024; // a client this far behind reading gets no pongs
 
-/** Credit one direction of a stream: what the sender may send and what the relay holds. */
+/**
+ * Memory a set of streams may commit beyond their initial windows (per device link, per relay).
+ * A stream whose credit it holds back is told when some is given back.
+ */
+export class Budget {
+  used = 0;
+  #waiting = new Set<() => void>();
+  #scheduled = false;
+
+  constructor(readonly limit: number) {}
+
+  /** Bytes that may still be committed. */
+  get free(): number {
+    return Math.max(0, this.limit - this.used);
+  }
+
+  /** Commits (positive) or gives back (negative) bytes. */
+  charge(delta: number): void {
+    this.used += delta;
+    if (delta >= 0 || this.#waiting.size === 0 || this.#scheduled) return;
+    this.#scheduled = true;
+    queueMicrotask(() => {
+      this.#scheduled = false;
+      const waiting = [...this.#waiting];
+      this.#waiting.clear();
+      for (const w of waiting) w();
+    });
+  }
+
+  /** Calls `retry` once after bytes are given back. */
+  wait(retry: () => void): void {
+    this.#waiting.add(retry);
+  }
+
+  /** Stops waiting (the stream ended). */
+  forget(retry: () => void): void {
+    this.#waiting.delete(retry);
+  }
+}
+
+/**
+ * The credit arithmetic of one direction of a stream, as the relay sees it. Bytes the relay
+ * holds for it are `unwritten`; the sender may still send `allowance`. The relay passes the
+ * receiver's credit on so that allowance + unwritten never exceeds `cap` (the window the ends
+ * agreed on), and beyond the initial window only as far as the budgets allow: a receiver's word
+ * alone cannot make the relay hold more.
+ */
 class Direction {
-  /** Bytes the sender may still send. */
-  allowance = STREAM_WINDOW;
-  /** Bytes forwarded toward the receiver and not yet written to its socket. */
-  unwritten = 0;
-  /** Credit the receiver granted that has not been passed on yet. */
-  held = 0;
-  bytes = 0;
+  sent = 0; // DATA bytes from the sender
+  written = 0; // of those, written to the receiver's socket
+  creditIn = 0; // credit the receiver granted
+  creditOut = 0; // credit passed on to the sender
   eof = false;
+
+  constructor(readonly cap: number, readonly budgets: Budget[]) {}
+
+  /** Bytes the sender may still send. */
+  get allowance(): number {
+    return STREAM_WINDOW + this.creditOut - this.sent;
+  }
+
+  get unwritten(): number {
+    return this.sent - this.written;
+  }
+
+  /** Credit the receiver granted that has not been passed on. */
+  get held(): number {
+    return this.creditIn - this.creditOut;
+  }
+
+  /** What of this direction's window counts against the budgets. */
+  get excess(): number {
+    return Math.max(0, this.creditOut - this.written);
+  }
 
   /** Accounts for DATA from the sender; false if it overran its window. */
   take(n: number): boolean {
-    this.allowance -= n;
-    this.bytes += n;
-    this.unwritten += n;
+    this.sent += n;
     return this.allowance >= 0;
   }
 
-  /**
-   * Credit that may be passed to the sender now: what the receiver granted, but no more than
-   * the bytes that have left the relay (so a receiver's word alone cannot grow our buffers).
-   */
-  releasable(): number {
-    const inRelay = this.unwritten;
-    const outstanding = STREAM_WINDOW - this.allowance; // sent by the sender, not yet credited
-    const grantable = Math.max(0, outstanding - inRelay);
-    return Math.min(this.held, grantable);
+  /** Bytes reached the receiver's socket. */
+  wrote(n: number): void {
+    const before = this.excess;
+    this.written += n;
+    this.#charge(this.excess - before);
+  }
+
+  /** Credit that may be passed on now, and passes it (the caller sends the CREDIT). */
+  release(): number {
+    // allowance + unwritten = STREAM_WINDOW + creditOut - written: what the sender may have out.
+    const room = this.cap - STREAM_WINDOW - (this.creditOut - this.written);
+    // Up to the initial window it is free; beyond it, it comes out of the budgets.
+    const budget = Math.min(...this.budgets.map((b) => b.free));
+    const free = Math.max(0, this.written - this.creditOut) + budget;
+    const n = Math.min(this.held, room, free);
+    if (n <= 0) return 0;
+    const before = this.excess;
+    this.creditOut += n;
+    this.#charge(this.excess - before);
+    return n;
+  }
+
+  /** Gives back what this direction held against the budgets (the stream ended). */
+  settle(): void {
+    this.#charge(-this.excess);
+    this.written = this.creditOut; // nothing more is held
+  }
+
+  #charge(delta: number): void {
+    if (delta !== 0) { for (const b of this.budgets) b.charge(delta); }
   }
 }
 
@@ -114,18 +198,35 @@ export class RelayStream {
   #isOpen = false;
   #settleOpen!: (r: OpenResult) => void;
   #finished = false;
-  #up = new Direction(); // client → device
-  #down = new Direction(); // device → client
+  #up: Direction; // client → device
+  #down: Direction; // device → client
+  #retryUp = () => this.#passCredit(this.#up);
+  #retryDown = () => this.#passCredit(this.#down);
   #early: Uint8Array[] = []; // device frames that arrived before the client link
   #timer: ReturnType<typeof setTimeout> | undefined;
   #pingTokens = PING_BURST;
   #pingAt = Date.now();
 
-  /** `openedInfo` is what the client learns with OPENED (id, account, host keys to pin). */
-  constructor(info: TunnelInfo, openedInfo: Record<string, unknown>) {
+  /**
+   * `openedInfo` is what the client learns with OPENED (id, account, host keys to pin).
+   * `maxWindow` is the window both ends may grow to (STREAM_WINDOW where one of them cannot);
+   * `budgets` bound what the relay holds beyond the initial windows.
+   */
+  constructor(
+    info: TunnelInfo,
+    openedInfo: Record<string, unknown>,
+    flow: { maxWindow: number; budgets: Budget[] } = { maxWindow: STREAM_WINDOW, budgets: [] },
+  ) {
     this.info = info;
     this.#openedInfo = openedInfo;
+    this.#up = new Direction(flow.maxWindow, flow.budgets);
+    this.#down = new Direction(flow.maxWindow, flow.budgets);
     this.opened = new Promise((resolve) => (this.#settleOpen = resolve));
+  }
+
+  /** True where both ends may grow their windows: BLOCKED passes between them. */
+  get growing(): boolean {
+    return this.#up.cap > STREAM_WINDOW;
   }
 
   /** Called by the device session once OPEN has been sent with stream id `stream`. */
@@ -192,6 +293,10 @@ export class RelayStream {
         return this.#toClient(raw, frame.data.length);
       case FrameType.CREDIT:
         return this.#grant(this.#up, frame.bytes);
+      case FrameType.BLOCKED:
+        if (!this.growing) return this.#violation("BLOCKED was not negotiated", "device");
+        setStream(raw, CLIENT_STREAM);
+        return this.#toClient(raw);
       case FrameType.EOF:
         this.#down.eof = true;
         setStream(raw, CLIENT_STREAM);
@@ -220,13 +325,13 @@ export class RelayStream {
 
   /** Bytes of a direction reached the receiver's socket: credit held for them may move on. */
   #written(dir: Direction, n: number): void {
-    dir.unwritten -= n;
+    dir.wrote(n);
     if (dir.held > 0) this.#passCredit(dir);
   }
 
   #grant(dir: Direction, bytes: number): void {
-    dir.held += bytes;
-    if (dir.held > STREAM_WINDOW) {
+    dir.creditIn += bytes;
+    if (dir.held > dir.cap) {
       const by = dir === this.#up ? "device" : "client";
       return this.#violation("granted more credit than the window", by);
     }
@@ -235,12 +340,15 @@ export class RelayStream {
 
   #passCredit(dir: Direction): void {
     if (this.#finished) return;
-    const n = dir.releasable();
-    if (n <= 0) return;
-    dir.held -= n;
-    dir.allowance += n;
-    if (dir === this.#up) this.#toClient(encodeCredit(CLIENT_STREAM, n));
-    else this.#device?.send(encodeCredit(this.deviceStream, n));
+    const n = dir.release();
+    if (n > 0) {
+      if (dir === this.#up) this.#toClient(encodeCredit(CLIENT_STREAM, n));
+      else this.#device?.send(encodeCredit(this.deviceStream, n));
+    }
+    // Held back by a budget: try again once some is given back.
+    if (dir.held > 0) {
+      for (const b of dir.budgets) b.wait(dir === this.#up ? this.#retryUp : this.#retryDown);
+    }
   }
 
   #fromClient(raw: Uint8Array): void {
@@ -267,6 +375,11 @@ export class RelayStream {
       }
       case FrameType.CREDIT:
         return this.#grant(this.#down, frame.bytes);
+      case FrameType.BLOCKED:
+        if (!this.growing) return this.#violation("BLOCKED was not negotiated", "client");
+        setStream(raw, this.deviceStream);
+        this.#device?.send(raw);
+        return;
       case FrameType.EOF:
         if (!this.#isOpen) return this.#violation("the client sent EOF before OPENED", "client");
         this.#up.eof = true;
@@ -291,7 +404,7 @@ export class RelayStream {
       this.#pingTokens + ((now - this.#pingAt) / 1000) * PINGS_PER_SECOND,
     );
     this.#pingAt = now;
-    if (this.#pingTokens < 1 || (this.client?.bufferedAmount ?? 0) > STREAM_WINDOW) return false;
+    if (this.#pingTokens < 1 || (this.client?.bufferedAmount ?? 0) > MAX_PONG_BACKLOG) return false;
     this.#pingTokens--;
     return true;
   }
@@ -323,6 +436,10 @@ export class RelayStream {
     if (notify.client) this.client?.send(encodeReset(CLIENT_STREAM, resetCode, reason));
     this.#device?.release(this.deviceStream);
     this.#early = [];
+    for (const dir of [this.#up, this.#down]) {
+      dir.settle();
+      for (const b of dir.budgets) b.forget(dir === this.#up ? this.#retryUp : this.#retryDown);
+    }
     const client = this.client;
     if (client?.open) {
       // Give the client a moment to close its own link after the last frames, then close it.
@@ -337,8 +454,8 @@ export class RelayStream {
       result,
       code,
       reason,
-      bytesUp: this.#up.bytes,
-      bytesDown: this.#down.bytes,
+      bytesUp: this.#up.sent,
+      bytesDown: this.#down.sent,
       durationMs: Date.now() - this.started,
     });
   }
