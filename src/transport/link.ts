@@ -103,10 +103,13 @@ export abstract class BaseLink {
   }
 }
 
-/** Two FrameLinks joined in memory; delivery is asynchronous like a real socket. */
-export function linkPair(): [FrameLink, FrameLink] {
-  const a = new MemoryLink();
-  const b = new MemoryLink();
+/**
+ * Two FrameLinks joined in memory; delivery is asynchronous like a real socket, after
+ * `delayMs` each way (a path's one-way delay, for tests of windows and scheduling).
+ */
+export function linkPair(delayMs = 0): [FrameLink, FrameLink] {
+  const a = new MemoryLink(delayMs);
+  const b = new MemoryLink(delayMs);
   a.peer = b;
   b.peer = a;
   return [a, b];
@@ -116,16 +119,18 @@ class MemoryLink extends BaseLink implements FrameLink {
   peer: MemoryLink | null = null;
   bufferedAmount = 0;
 
+  constructor(readonly delayMs: number) {
+    super();
+  }
+
   send(frame: Uint8Array, onSent?: () => void): void {
     if (this.closed) return;
     const copy = frame.slice();
     const peer = this.peer!;
     this.bufferedAmount += copy.length;
-    setTimeout(() => {
-      this.bufferedAmount -= copy.length;
-      onSent?.();
-      peer.deliver(copy);
-    }, 0);
+    this.bufferedAmount -= copy.length;
+    queueMicrotask(() => onSent?.());
+    setTimeout(() => peer.deliver(copy), this.delayMs);
   }
 
   close(code: number = CloseCode.NORMAL, reason = ""): void {

@@ -5,6 +5,7 @@ import {
   encodeReset,
   FrameType,
   MAX_DATA,
+  MAX_WINDOW,
   ResetCode,
   STREAM_WINDOW,
 } from "../protocol/frame.ts";
@@ -64,8 +65,13 @@ class MemoryIO implements ByteIO {
 }
 
 /** Joins a StreamEnd to one side of a link, routing that side's frames to it. */
-function attach(link: FrameLink, io: ByteIO, onBytes?: (d: "in" | "out", n: number) => void) {
-  const end = new StreamEnd({ id: 1, send: (f) => link.send(f), io, onBytes });
+function attach(
+  link: FrameLink,
+  io: ByteIO,
+  onBytes?: (d: "in" | "out", n: number) => void,
+  maxWindow?: number,
+) {
+  const end = new StreamEnd({ id: 1, send: (f, s) => link.send(f, s), io, onBytes, maxWindow });
   link.onFrame = (raw) => end.handle(decodeFrame(raw));
   end.start();
   return end;
@@ -181,4 +187,41 @@ Deno.test("StreamEnd ends with the peer's reason on RESET and closes its connect
     local: false,
   });
   ok(ioB.closed);
+});
+
+Deno.test("a window grows on a long path when the sender reports BLOCKED, and data stays intact", async () => {
+  const [a, b] = linkPair(20); // 40 ms round trip: a fixed 1 MiB window caps at 25 MiB/s
+  const payload = random(24 * 1024 * 1024);
+  const source = new MemoryIO(payload);
+  const sink = new MemoryIO(new Uint8Array(0));
+  const sender = attach(a, source, undefined, MAX_WINDOW);
+  const receiver = attach(b, sink, undefined, MAX_WINDOW);
+  let peak = 0;
+  const watch = setInterval(() => (peak = Math.max(peak, receiver.window)), 5);
+  await sender.done;
+  await receiver.done;
+  clearInterval(watch);
+  ok(peak > STREAM_WINDOW, `the window stayed at ${peak} bytes`);
+  ok(peak <= MAX_WINDOW);
+  assertEquals(sink.output().length, payload.length);
+  assertEquals(sink.output(), payload);
+});
+
+Deno.test("without growing windows neither end sends BLOCKED or grants beyond the window", async () => {
+  const [a, b] = linkPair(5);
+  const seen: number[] = [];
+  const payload = random(4 * 1024 * 1024);
+  const sink = new MemoryIO(new Uint8Array(0));
+  const receiver = new StreamEnd({ id: 1, send: (f) => b.send(f), io: sink });
+  b.onFrame = (raw) => {
+    const f = decodeFrame(raw);
+    seen.push(f.type);
+    receiver.handle(f);
+  };
+  receiver.start();
+  const sender = attach(a, new MemoryIO(payload));
+  await sender.done;
+  await receiver.done;
+  ok(!seen.includes(FrameType.BLOCKED), "no BLOCKED without negotiation");
+  assertEquals(sink.output(), payload);
 });
