@@ -5,6 +5,7 @@
  * scripts/od shim runs with exactly the permissions the compiled binary gets.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import { RUN_PERMISSIONS } from "../src/cli/self.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -29,7 +30,7 @@ Deno.test("the module graph of main.ts is local files and node: built-ins only",
   }
 });
 
-Deno.test("scripts/od runs with the same permissions as the compiled binary", async () => {
+Deno.test("scripts/od and the units od installs run with the same permissions as the compiled binary", async () => {
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
   const flags = (cmd: string) => cmd.split(/\s+/).filter((w) => w.startsWith("--allow-")).sort();
   const shim = await Deno.readTextFile(`${ROOT}/scripts/od`);
@@ -37,6 +38,8 @@ Deno.test("scripts/od runs with the same permissions as the compiled binary", as
   for (const task of ["compile", "compile:arm64"]) {
     assertEquals(flags(config.tasks[task]), shimFlags, `deno task ${task}`);
   }
+  // Units written by od daemon install and the bundle's ProxyCommand run deno with these.
+  assertEquals([...RUN_PERMISSIONS].sort(), shimFlags, "RUN_PERMISSIONS in src/cli/self.ts");
   ok(config.tasks["compile:arm64"].includes("aarch64-unknown-linux-gnu"));
   ok(config.tasks.compile.includes("x86_64-unknown-linux-gnu"));
   ok(!shimFlags.includes("--allow-ffi"), "no FFI: nothing native beyond the runtime");
