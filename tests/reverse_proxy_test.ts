@@ -133,8 +133,14 @@ async function checkProxy(
   await readUntil(reader, "before the pause\n");
   // The pause is the subject of this test, not a wait for readiness.
   await new Promise((r) => setTimeout(r, IDLE_MS));
-  await writer.write(new TextEncoder().encode("after the pause\n"));
-  assertEquals(await readUntil(reader, "after the pause\n"), "after the pause\n", where);
+  try {
+    await writer.write(new TextEncoder().encode("after the pause\n"));
+    assertEquals(await readUntil(reader, "after the pause\n"), "after the pause\n", where);
+  } catch (err) {
+    throw new Error(`${where}: the tunnel did not survive ${IDLE_MS / 1000} s idle (${err})`, {
+      cause: idle.stderr,
+    });
+  }
   await writer.close();
   const { done } = await reader.read();
   reader.releaseLock();
