@@ -1,5 +1,6 @@
 /**
- * `od daemon install` / `od serve install`: the units they write pass `systemd-analyze verify`,
+ * `od daemon install` / `od serve install`: the units they write pass `systemd-analyze verify`
+ * and keep `systemd-analyze security`'s exposure at or below 2.0,
  * `--print` changes nothing, deploy/*.service are exactly what they write for /usr/local/bin/od,
  * and an install into a temporary root enrols the device, keeps the key out of the unit, and
  * leaves a unit whose ExecStart, run as written, brings the device online. (This machine has no
@@ -84,6 +85,14 @@ Deno.test("generated units pass systemd-analyze verify; deploy/ holds them for /
     assertEquals(checked, { code: 0, stderr: "" }, `${args.join(" ")}:\n${out.stdout}`);
     match(out.stdout, /^ProtectSystem=strict$/m);
     match(out.stdout, /^RestartPreventExitStatus=2$/m);
+    // The exposure score (0 best, 10 worst) stays at or below 2.0; the README says why not lower.
+    const security = await new Deno.Command("systemd-analyze", {
+      args: ["security", "--offline=true", "--threshold=20", `${dir}/${i}/${name}`],
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const report = new TextDecoder().decode(security.stdout);
+    ok(security.success, `${name} exposure above 2.0:\n${report.split("\n").slice(-2).join("\n")}`);
   }
   // deploy/ is what install writes for od installed as /usr/local/bin/od.
   for (

@@ -76,16 +76,23 @@ export function shellWord(word: string): string {
   return /^[A-Za-z0-9_\-./=:,@+%]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
-/** `od` when this od is on PATH as `od`, else the full command, for messages people copy. */
+/**
+ * `od` when the `od` on PATH is this od (the same file, or a small wrapper script that runs this
+ * bundle), else the full command, for messages people copy.
+ */
 export function displayCommand(): string {
   const argv = selfArgv();
-  if (argv.length > 1) return selfCommand();
   const path = Deno.env.get("PATH") ?? "";
   for (const dir of path.split(":")) {
+    if (!dir) continue;
     try {
-      if (dir && Deno.realPathSync(`${dir}/od`) === Deno.realPathSync(argv[0])) return "od";
+      const onPath = Deno.realPathSync(`${dir}/od`);
+      if (argv.length === 1 && onPath === Deno.realPathSync(argv[0])) return "od";
+      if (selfForm() === "bundle" && Deno.statSync(onPath).size < 4096) {
+        if (Deno.readTextFileSync(onPath).includes(script())) return "od";
+      }
     } catch {
-      // not there
+      // not there, or not readable
     }
   }
   return selfCommand();
