@@ -114,6 +114,7 @@ Deno.test("od daemon install enrols, writes a unit without the key, and that uni
   const root = `${dir}/root`;
   const state = `${dir}/state`;
   const unitPath = `${root}/${UNITS}/od-daemon.service`;
+  const proxy = "http://corp:s3cret@proxy.example:3128"; // kept for the service, privately
   const install = (extra: string[], key = keys.deviceKey) =>
     od([
       "daemon",
@@ -131,7 +132,7 @@ Deno.test("od daemon install enrols, writes a unit without the key, and that uni
       "--service",
       `echo=127.0.0.1:${echo.port}`,
       ...extra,
-    ]);
+    ], { env: { HTTPS_PROXY: proxy } });
 
   await t.step("--print changes nothing", async () => {
     const out = await install(["--print"]);
@@ -164,6 +165,10 @@ Deno.test("od daemon install enrols, writes a unit without the key, and that uni
     const saved = JSON.parse(await Deno.readTextFile(`${state}/state.json`));
     assertEquals([saved.device, saved.enrollKey], ["edge-1", undefined]);
     assertEquals(await verify(unitPath), { code: 0, stderr: "" });
+    const envFile = `${root}/etc/default/od-daemon`;
+    match(await Deno.readTextFile(envFile), new RegExp(`^HTTPS_PROXY=${proxy}$`, "m"));
+    assertEquals((await Deno.stat(envFile)).mode! & 0o777, 0o600);
+    ok(!unit.includes("s3cret"), "the proxy password is not in the world-readable unit");
   });
 
   await t.step(
@@ -185,6 +190,7 @@ Deno.test("od daemon install enrols, writes a unit without the key, and that uni
     assertEquals(out.code, 0, out.stderr);
     assertEquals(await exists(unitPath), false);
     assertEquals(await exists(`${root}/${UNITS}/multi-user.target.wants/od-daemon.service`), false);
+    assertEquals(await exists(`${root}/etc/default/od-daemon`), false);
     ok(await exists(`${state}/state.json`), "state kept");
     const purged = await od(["daemon", "uninstall", "--root", root, "--state", state, "--purge"]);
     assertEquals(purged.code, 0, purged.stderr);
