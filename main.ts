@@ -5,7 +5,6 @@
  * code: 0 ok, 1 failure, 2 usage error.
  */
 import { errorMessage, HelpRequested, OdError } from "./src/shared/errors.ts";
-import { VERSION } from "./src/version.ts";
 
 type Command = (args: string[]) => number | Promise<number>;
 
@@ -92,6 +91,10 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: async () => (await import("./src/client/manage.ts")).auditCommand,
     summary: "show who connected where, and what was refused (full key)",
   },
+  version: {
+    load: async () => (await import("./src/cli/version_command.ts")).versionCommand,
+    summary: "print od's, the protocol's and the runtime's versions and the target",
+  },
   "known-hosts": {
     load: async () => (await import("./src/client/ssh_config.ts")).knownHostsCommand,
     summary: "show, accept or forget pinned device host keys",
@@ -120,10 +123,7 @@ async function main(args: string[]): Promise<number> {
     (name === undefined ? Deno.stderr : Deno.stdout).writeSync(new TextEncoder().encode(usage()));
     return name === undefined ? 2 : 0;
   }
-  if (name === "--version" || name === "version") {
-    console.log(`od ${VERSION}`);
-    return 0;
-  }
+  if (name === "--version") return await run(COMMANDS.version, rest);
   // Ansible runs an executable inventory as `INVENTORY --list`: od answers like od inventory.
   if (name === "--list" || name === "--host") return await run(COMMANDS.inventory, args);
   return await run(COMMANDS[name], rest, name);

@@ -180,7 +180,7 @@ export function sourceServer(total: number): LocalServer & { data: Uint8Array } 
   return Object.assign(server, { data });
 }
 
-/** A private CA and a server certificate for localhost and 127.0.0.1. */
+/** A private CA and a server certificate for localhost, 127.0.0.1 and ::1. */
 export interface TestCa {
   caFile: string;
   certFile: string;
@@ -210,7 +210,8 @@ export async function makeTestCa(dir: string): Promise<TestCa> {
     "/CN=od test CA",
   );
   await run("req", ...ec, "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost");
-  await Deno.writeTextFile(`${dir}/ext.cnf`, "subjectAltName=DNS:localhost,IP:127.0.0.1\n");
+  // ::1 too, so a reverse proxy under test can be reached from another address than its own.
+  await Deno.writeTextFile(`${dir}/ext.cnf`, "subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1\n");
   await run(
     "x509",
     "-req",

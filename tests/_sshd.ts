@@ -64,12 +64,13 @@ function config(dir: string, port: number, hostKey: string): string {
   ].join("\n");
 }
 
-async function launch(dir: string, port: number, hostKey: string): Promise<Proc> {
+async function launch(dir: string, port: number, hostKey: string, netns?: string): Promise<Proc> {
   await Deno.writeTextFile(`${dir}/sshd_config`, config(dir, port, hostKey));
   await Deno.mkdir("/run/sshd", { recursive: true }); // privilege separation directory
-  const proc = new Proc("sshd", ["-D", "-e", "-f", `${dir}/sshd_config`], {
-    cmd: "/usr/sbin/sshd",
-  });
+  const args = ["-D", "-e", "-f", `${dir}/sshd_config`];
+  const proc = netns
+    ? new Proc("sshd", ["netns", "exec", netns, "/usr/sbin/sshd", ...args], { cmd: "ip" })
+    : new Proc("sshd", args, { cmd: "/usr/sbin/sshd" });
   await proc.waitFor(/Server listening on 127\.0\.0\.1 port \d+/, 10_000).catch(async (err) => {
     await proc.stop();
     throw err;
@@ -77,8 +78,8 @@ async function launch(dir: string, port: number, hostKey: string): Promise<Proc>
   return proc;
 }
 
-/** Starts sshd in `dir` (which it fills with keys and config). */
-export async function startSshd(dir: string): Promise<Sshd> {
+/** Starts sshd in `dir` (which it fills with keys and config), optionally inside `netns`. */
+export async function startSshd(dir: string, netns?: string): Promise<Sshd> {
   await Deno.mkdir(dir, { recursive: true });
   const clientKey = `${dir}/client_key`;
   const hostKey = `${dir}/host_key`;
@@ -89,7 +90,7 @@ export async function startSshd(dir: string): Promise<Sshd> {
   let proc: Proc | null = null;
   for (let attempt = 0; attempt < 5 && !proc; attempt++) {
     port = freePort();
-    proc = await launch(dir, port, hostKey).catch(() => null);
+    proc = await launch(dir, port, hostKey, netns).catch(() => null);
   }
   if (!proc) throw new Error("sshd did not start on any of 5 free ports");
   let current = proc;
@@ -100,7 +101,7 @@ export async function startSshd(dir: string): Promise<Sshd> {
     async swapHostKey() {
       await current.stop();
       await keygen(hostKey);
-      current = await launch(dir, port, hostKey);
+      current = await launch(dir, port, hostKey, netns);
     },
     async stop() {
       await current.stop();

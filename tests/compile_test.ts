@@ -5,6 +5,7 @@
  * scripts/od shim runs with exactly the permissions the compiled binary gets.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
+import { RUN_PERMISSIONS } from "../src/cli/self.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -22,14 +23,15 @@ Deno.test("the module graph of main.ts is local files and node: built-ins only",
   assertEquals([...schemes].sort(), ["file", "node"]);
   // Every command module is imported dynamically, by a literal path the compiler can embed.
   const loaded = new Set(info.modules.map((m) => m.specifier));
-  const dynamic = info.modules.flatMap((m) => (m.dependencies ?? []).filter((d) => d.isDynamic));
+  // Resolved against the module that imports it (install.ts is loaded by its role's command).
+  const dynamic = info.modules.flatMap((m) =>
+    (m.dependencies ?? []).filter((d) => d.isDynamic).map((d) => new URL(d.specifier, m.specifier))
+  );
   ok(dynamic.length >= 10, "commands are loaded lazily");
-  for (const d of dynamic) {
-    ok(loaded.has(new URL(d.specifier, `file://${ROOT}`).href), `${d.specifier} is in the graph`);
-  }
+  for (const d of dynamic) ok(loaded.has(d.href), `${d.href} is in the graph`);
 });
 
-Deno.test("scripts/od runs with the same permissions as the compiled binary", async () => {
+Deno.test("scripts/od and the units od installs run with the same permissions as the compiled binary", async () => {
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
   const flags = (cmd: string) => cmd.split(/\s+/).filter((w) => w.startsWith("--allow-")).sort();
   const shim = await Deno.readTextFile(`${ROOT}/scripts/od`);
@@ -37,6 +39,8 @@ Deno.test("scripts/od runs with the same permissions as the compiled binary", as
   for (const task of ["compile", "compile:arm64"]) {
     assertEquals(flags(config.tasks[task]), shimFlags, `deno task ${task}`);
   }
+  // Units written by od daemon install and the bundle's ProxyCommand run deno with these.
+  assertEquals([...RUN_PERMISSIONS].sort(), shimFlags, "RUN_PERMISSIONS in src/cli/self.ts");
   ok(config.tasks["compile:arm64"].includes("aarch64-unknown-linux-gnu"));
   ok(config.tasks.compile.includes("x86_64-unknown-linux-gnu"));
   ok(!shimFlags.includes("--allow-ffi"), "no FFI: nothing native beyond the runtime");

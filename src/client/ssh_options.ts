@@ -23,7 +23,7 @@ function sshValue(value: string, tokens: boolean): string {
 export function proxyCommand(): string {
   const env = Deno.env.get("OD_CONFIG_DIR");
   const prefix = env ? `env OD_CONFIG_DIR=${shellQuote(env)} ` : "";
-  return `${prefix}${shellQuote(selfCommand()).replaceAll("%", "%%")} pipe %n ssh`;
+  return `${prefix}${selfCommand().replaceAll("%", "%%")} pipe %n ssh`;
 }
 
 /** `-o` options that route ssh through od with strict, od-managed host key checking. */

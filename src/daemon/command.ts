@@ -1,15 +1,17 @@
 /** `od daemon`: runs the device side in the foreground until SIGINT or SIGTERM. */
-import { list, parse, str } from "../cli/args.ts";
+import { list, type OptionSpec, parse, str, type Values } from "../cli/args.ts";
 import { UsageError } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
 import { idProblem } from "../protocol/names.ts";
 import { normalizeRelayUrl, readCa } from "../cli/relay_options.ts";
 import { defaultStateDir } from "./state.ts";
 import { parseServiceOptions } from "./services.ts";
-import { runDaemon } from "./daemon.ts";
+import { type DaemonOptions, runDaemon } from "./daemon.ts";
 
 const USAGE = `Usage: od daemon [--relay URL] [--key KEY] [--id ID] [--state DIR]
                  [--service NAME=HOST:PORT]... [--host-key FILE]... [--ca FILE]
+       od daemon install --relay URL --key KEY [daemon options] [--print]   (see its --help)
+       od daemon uninstall [--purge]
 
 Keeps this device reachable through the relay. The first run enrols with the account's device
 key and stores the device's own credential in the state directory (mode 0600); later runs need
@@ -30,23 +32,20 @@ Options:
   --keepalive SECONDS         ping interval; the relay is dead after 3 silent ones (default 15)
 `;
 
-/** Entry point of `od daemon`. */
-export async function daemonCommand(args: string[]): Promise<number> {
-  const { values } = parse(
-    args,
-    {
-      relay: { type: "string" },
-      key: { type: "string" },
-      id: { type: "string" },
-      state: { type: "string" },
-      service: { type: "string", multiple: true },
-      "host-key": { type: "string", multiple: true },
-      ca: { type: "string" },
-      keepalive: { type: "string" },
-    },
-    USAGE,
-    { positionals: false },
-  );
+/** The options of `od daemon` (also accepted by `od daemon install`). */
+export const DAEMON_OPTIONS: OptionSpec = {
+  relay: { type: "string" },
+  key: { type: "string" },
+  id: { type: "string" },
+  state: { type: "string" },
+  service: { type: "string", multiple: true },
+  "host-key": { type: "string", multiple: true },
+  ca: { type: "string" },
+  keepalive: { type: "string" },
+};
+
+/** Checks parsed `od daemon` options and turns them into runDaemon's (without a signal). */
+export function daemonOptions(values: Values, stateDir?: string): DaemonOptions {
   const id = str(values, "id");
   if (id !== undefined && idProblem(id)) throw new UsageError(idProblem(id)!);
   const keepalive = values.keepalive === undefined ? undefined : Number(values.keepalive);
@@ -55,12 +54,8 @@ export async function daemonCommand(args: string[]): Promise<number> {
   }
   const relay = str(values, "relay");
   const caFile = str(values, "ca") ?? Deno.env.get("OD_CA");
-  const controller = new AbortController();
-  const stop = () => controller.abort();
-  Deno.addSignalListener("SIGINT", stop);
-  Deno.addSignalListener("SIGTERM", stop);
-  await runDaemon({
-    stateDir: str(values, "state") ?? defaultStateDir(),
+  return {
+    stateDir: stateDir ?? str(values, "state") ?? defaultStateDir(),
     relay: relay === undefined ? undefined : normalizeRelayUrl(relay),
     key: str(values, "key") ?? Deno.env.get("OD_DEVICE_KEY"),
     id,
@@ -68,8 +63,25 @@ export async function daemonCommand(args: string[]): Promise<number> {
     services: parseServiceOptions(list(values, "service")),
     hostKeyFiles: list(values, "host-key"),
     keepalive,
-    signal: controller.signal,
-  });
+  };
+}
+
+/** Entry point of `od daemon`. */
+export async function daemonCommand(args: string[]): Promise<number> {
+  if (args[0] === "install" || args[0] === "uninstall") {
+    const install = await import("./install.ts");
+    const rest = args.slice(1);
+    return args[0] === "install"
+      ? await install.daemonInstallCommand(rest)
+      : await install.daemonUninstallCommand(rest);
+  }
+  const { values } = parse(args, DAEMON_OPTIONS, USAGE, { positionals: false });
+  const options = daemonOptions(values);
+  const controller = new AbortController();
+  const stop = () => controller.abort();
+  Deno.addSignalListener("SIGINT", stop);
+  Deno.addSignalListener("SIGTERM", stop);
+  await runDaemon({ ...options, signal: controller.signal });
   log.info("daemon stopped");
   return 0;
 }

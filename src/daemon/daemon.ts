@@ -126,7 +126,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
 }
 
 /** Loads the state, or creates one for a first run; applies the options given now. */
-function loadOrCreateState(options: DaemonOptions): DaemonState {
+export function loadOrCreateState(options: DaemonOptions): DaemonState {
   let state = loadState(options.stateDir);
   if (state?.device && options.id && options.id.toLowerCase() !== state.device) {
     throw new OdError(
@@ -148,6 +148,11 @@ function loadOrCreateState(options: DaemonOptions): DaemonState {
       enrollKey: options.key,
       requestedId: options.id?.toLowerCase(),
     };
+  }
+  if (!state.device && !state.cloneFrom && options.key) {
+    // Not enrolled yet (say the last key was mistyped and refused): the key given now counts.
+    state.enrollKey = options.key;
+    if (options.id) state.requestedId = options.id.toLowerCase();
   }
   if (options.relay) state.relay = options.relay;
   if (options.ca !== undefined) state.ca = options.ca;

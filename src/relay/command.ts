@@ -1,5 +1,5 @@
 /** `od serve`: runs the relay in the foreground until SIGINT or SIGTERM. */
-import { list, parse, str } from "../cli/args.ts";
+import { list, type OptionSpec, parse, str } from "../cli/args.ts";
 import { OdError, UsageError } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
 import { Store } from "../store/store.ts";
@@ -10,6 +10,8 @@ import { runRelay } from "./server.ts";
 
 const USAGE = `Usage: od serve [--listen HOST:PORT] [--data DIR] [--tls-cert FILE --tls-key FILE]
                 [--public-url URL] [--init]
+       od serve install [serve options] [--print]     (a systemd unit; see its --help)
+       od serve uninstall [--purge]
 
 Runs the relay: the API and the WebSockets of devices and clients on one port.
 
@@ -45,25 +47,30 @@ function readPem(path: string, what: string): string {
   }
 }
 
+/** The options of `od serve` (also accepted by `od serve install`). */
+export const SERVE_OPTIONS: OptionSpec = {
+  listen: { type: "string" },
+  data: { type: "string" },
+  "tls-cert": { type: "string" },
+  "tls-key": { type: "string" },
+  "public-url": { type: "string" },
+  init: { type: "boolean" },
+  "event-retention": { type: "string" },
+  "trusted-proxy": { type: "string", multiple: true },
+  "audit-retention": { type: "string" },
+  keepalive: { type: "string" },
+};
+
 /** Entry point of `od serve`. */
 export async function serveCommand(args: string[]): Promise<number> {
-  const { values } = parse(
-    args,
-    {
-      listen: { type: "string" },
-      data: { type: "string" },
-      "tls-cert": { type: "string" },
-      "tls-key": { type: "string" },
-      "public-url": { type: "string" },
-      init: { type: "boolean" },
-      "event-retention": { type: "string" },
-      "trusted-proxy": { type: "string", multiple: true },
-      "audit-retention": { type: "string" },
-      keepalive: { type: "string" },
-    },
-    USAGE,
-    { positionals: false },
-  );
+  if (args[0] === "install" || args[0] === "uninstall") {
+    const install = await import("./install.ts");
+    const rest = args.slice(1);
+    return args[0] === "install"
+      ? await install.serveInstallCommand(rest)
+      : await install.serveUninstallCommand(rest);
+  }
+  const { values } = parse(args, SERVE_OPTIONS, USAGE, { positionals: false });
   const days = (name: string, fallback: number) => {
     const v = Number(str(values, name) ?? fallback);
     if (!(v > 0 && v <= 3650)) throw new UsageError(`--${name} must be 1 to 3650 days`);
@@ -140,7 +147,8 @@ function guardProcess(): void {
   });
 }
 
-function printFirstRun(dataDir: string, url: string): void {
+/** Creates the account "default" in a store without accounts and prints its keys. */
+export function printFirstRun(dataDir: string, url: string): void {
   using store = Store.open(dataDir);
   if (store.accounts.list().length > 0) return;
   const created = store.accounts.create("default");
