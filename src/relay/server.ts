@@ -47,6 +47,7 @@ const DAY_MS = 86_400_000;
 /** Starts a relay; resolves when it is listening. */
 export function runRelay(options: RelayOptions): Promise<RunningRelay> {
   const store = Store.open(options.dataDir);
+  store.props.repair(); // bounds of issue 9 on a store written before them
   const hub = new Hub();
   const auth = new Authenticator(store, new FailureLimiter());
   const limits: RelayLimits = {
