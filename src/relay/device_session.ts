@@ -5,7 +5,6 @@
  */
 import {
   decodeFrame,
-  encodeControl,
   encodeOpen,
   encodePing,
   FrameType,
@@ -14,8 +13,14 @@ import {
 } from "../protocol/frame.ts";
 import { CloseCode, type FrameLink } from "../transport/link.ts";
 import type { DeviceRecord } from "../store/devices.ts";
-import { type DeviceInfo, parseInfo, parsePropsMessage } from "../protocol/control.ts";
-import type { PropChange, PropValue } from "../protocol/props.ts";
+import {
+  type DaemonMessage,
+  type DeviceInfo,
+  encodePropsState,
+  encodeRelayMessage,
+  parseDaemonMessage,
+} from "../protocol/control.ts";
+import type { PropChange } from "../protocol/props.ts";
 import type { DeviceSide, RelayStream } from "./tunnel.ts";
 
 /** Limits a device link is held to. */
@@ -26,14 +31,10 @@ export interface SessionLimits {
 
 /** Callbacks from a session to the relay. */
 export interface SessionHooks {
-  onInfo(session: DeviceSession, info: DeviceInfo): void;
-  /** Applies property changes made on the device; returns the keys that were rejected. */
-  onProps(session: DeviceSession, changes: PropChange[]): string[];
+  /** Acts on a validated CONTROL message from the daemon (see device_control.ts). */
+  onMessage(session: DeviceSession, message: DaemonMessage): void;
   onClose(session: DeviceSession, code: number, reason: string): void;
 }
-
-// Property pushes are split so each CONTROL frame stays well under MAX_DATA.
-const PUSH_CHUNK_BYTES = 48 * 1024;
 // Each CONTROL message may write to the store; a device gets a burst of 200 and then 50 a
 // second, far above what a daemon sends, far below what would load the disk.
 const CONTROL_BURST = 200;
@@ -82,44 +83,18 @@ export class DeviceSession implements DeviceSide {
     };
   }
 
-  /** Greets the daemon with its identity and the relay's clock; sent once the link is up. */
-  hello(extra: Record<string, unknown> = {}): void {
-    this.link.send(encodeControl({
-      t: "hello",
-      device: this.record.name,
-      account: this.record.account,
-      now: Date.now(),
-      ...extra,
-    }));
-  }
-
   /**
-   * Sends property values to the daemon: `full` replaces its copy (sent after each connect),
-   * otherwise they are changes made by clients. Split into frames of at most PUSH_CHUNK_BYTES.
+   * Sends property values changed by clients to the daemon, split into frames by their encoded
+   * size (see encodePropsState).
    */
-  pushProps(changes: PropChange[], full: boolean): void {
-    let batch: Record<string, PropValue> = {};
-    let size = 0;
-    let first = true;
-    const flush = (last: boolean) => {
-      this.link.send(encodeControl({ t: "props-state", full: full && first, last, props: batch }));
-      first = false;
-      batch = {};
-      size = 0;
-    };
-    for (const c of changes) {
-      const entry = { v: c.v, at: c.at };
-      const bytes = c.k.length + (c.v?.length ?? 0) * 3 + 32; // worst-case UTF-8 and JSON
-      if (size + bytes > PUSH_CHUNK_BYTES) flush(false);
-      batch[c.k] = entry;
-      size += bytes;
-    }
-    flush(true);
+  pushProps(changes: PropChange[]): void {
+    for (const frame of encodePropsState(changes, false)) this.link.send(frame);
   }
 
-  /** Tells the daemon its new id after a rename. */
+  /** Takes the device's new id after a rename and tells the daemon. */
   renamed(name: string): void {
-    this.link.send(encodeControl({ t: "renamed", device: name }));
+    this.record.name = name; // events, logs and the store watcher use the live session's name
+    this.link.send(encodeRelayMessage({ t: "renamed", device: name }));
   }
 
   /** Number of streams open now. */
@@ -199,14 +174,9 @@ export class DeviceSession implements DeviceSide {
       this.link.close(CloseCode.LIMIT, "too many control messages");
       return;
     }
-    if (message.t === "info") {
-      this.info = parseInfo(message);
-      this.#hooks.onInfo(this, this.info);
-    } else if (message.t === "props") {
-      const { seq, changes } = parsePropsMessage(message);
-      const rejected = this.#hooks.onProps(this, changes);
-      this.link.send(encodeControl({ t: "props-ack", seq, rejected }));
-    }
-    // Unknown control messages are ignored so newer daemons can add some.
+    // Malformed messages throw ProtocolError, which closes this link only; unknown ones are
+    // skipped so newer daemons can add some.
+    const parsed = parseDaemonMessage(message);
+    if (parsed) this.#hooks.onMessage(this, parsed);
   }
 }
