@@ -4,17 +4,20 @@
  * status with a JSON sentence the client can show.
  */
 import { CLIENT_STREAM, encodeReset, ResetCode, SUBPROTOCOL } from "../protocol/frame.ts";
-import { keyProblem, valueProblem } from "../protocol/props.ts";
 import { serviceProblem } from "../protocol/names.ts";
+import { fingerprintProblem } from "../protocol/api.ts";
 import { CloseCode, WebSocketLink } from "../transport/link.ts";
 import { log } from "../shared/log.ts";
 import { ago } from "../cli/output.ts";
 import { checkProtocol, HttpError, isUpgrade } from "./http.ts";
 import { DeviceSession } from "./device_session.ts";
 import { RelayStream } from "./tunnel.ts";
-import { announceProps, deviceView } from "./api.ts";
+import { deviceView } from "./device_view.ts";
+import { greeting, handleDaemonMessage } from "./device_control.ts";
 import { resolveVisible, shareAllowsService } from "./access.ts";
 import type { RequestAudit } from "./audit.ts";
+import type { KeyInfo } from "../store/accounts.ts";
+import type { DeviceRecord } from "../store/devices.ts";
 import { cloneRefusal } from "./enroll.ts";
 import type { RelayContext } from "./context.ts";
 
@@ -37,20 +40,22 @@ function upgrade(req: Request): { link: WebSocketLink; response: Response } {
   return { link: new WebSocketLink(socket), response };
 }
 
-/** GET /v1/device: a daemon's link, authenticated by its own credential. */
+/** GET /v1/device: a daemon's link, authenticated by its own credential (by the router). */
 export function deviceLink(
   ctx: RelayContext,
   req: Request,
   ip: string,
-  audit: RequestAudit,
+  device: DeviceRecord,
 ): Response {
-  checkProtocol(req);
-  const device = ctx.auth.device(req, ip, audit);
   const fingerprint = req.headers.get("x-od-fingerprint");
+  if (fingerprint !== null && fingerprintProblem(fingerprint)) {
+    throw new HttpError(400, fingerprintProblem(fingerprint)!);
+  }
   if (fingerprint && device.fingerprint && fingerprint !== device.fingerprint) {
     throw cloneRefusal(device);
   }
   upgradeCheck(req);
+  const frames = greeting(ctx, device); // before the upgrade: nothing may fail after it
   if (fingerprint && !device.fingerprint) {
     ctx.store.devices.setFingerprint(device.rowid, fingerprint);
   }
@@ -59,19 +64,7 @@ export function deviceLink(
     ip,
     limits: ctx.limits,
     hooks: {
-      onInfo(s, info) {
-        ctx.store.devices.setInfo(s.record.rowid, info);
-      },
-      onProps(s, changes) {
-        const valid = changes.filter((c) =>
-          keyProblem(c.k) === null && (c.v === null || valueProblem(c.k, c.v) === null)
-        );
-        const { applied, rejected } = ctx.store.props.apply(s.record.rowid, valid);
-        announceProps(ctx, s.record, applied, "device");
-        const refused = new Set([...rejected.map((c) => c.k)]);
-        for (const c of changes) if (!valid.includes(c)) refused.add(c.k);
-        return [...refused];
-      },
+      onMessage: (s, message) => handleDaemonMessage(ctx, s, message),
       onClose(s, code, reason) {
         if (!ctx.hub.detach(s)) return;
         ctx.store.devices.markSeen(s.record.rowid, { at: Date.now() });
@@ -88,9 +81,7 @@ export function deviceLink(
   const wasOnline = ctx.hub.get(device.rowid) !== undefined;
   ctx.hub.attach(session);
   ctx.store.devices.markSeen(device.rowid, { at: Date.now(), ip });
-  session.hello();
-  const props = [...ctx.store.props.load(device.rowid)].map(([k, p]) => ({ k, ...p }));
-  session.pushProps(props, true);
+  for (const frame of frames) session.send(frame);
   if (!wasOnline) {
     ctx.events.emit(device.accountId, device.name, "state", { state: "online", ip });
   }
@@ -98,15 +89,17 @@ export function deviceLink(
   return response;
 }
 
-/** GET /v1/tunnel?device=DEV&service=NAME: one client tunnel. */
-export function tunnel(ctx: RelayContext, req: Request, ip: string, audit: RequestAudit): Response {
-  checkProtocol(req);
+/** GET /v1/tunnel?device=DEV&service=NAME: one client tunnel, for a key the router checked. */
+export function tunnel(
+  ctx: RelayContext,
+  req: Request,
+  audit: RequestAudit,
+  key: KeyInfo,
+): Response {
+  const ip = audit.ip;
   const params = new URL(req.url).searchParams;
   const deviceParam = params.get("device") ?? "";
   const service = params.get("service") ?? "";
-  audit.device = deviceParam.toLowerCase().slice(0, 120);
-  audit.service = service.slice(0, 40);
-  const key = ctx.auth.key(req, ip, ["client", "full"], audit);
   if (serviceProblem(service)) throw new HttpError(400, serviceProblem(service)!);
   const { record, share } = resolveVisible(ctx, key, deviceParam);
   audit.ownerId = record.accountId;
