@@ -15,6 +15,7 @@ const LOGIN_USAGE = `Usage: od login --relay URL --key KEY [--ca FILE]
 
 Checks the key with the relay and stores both in the config directory
 ($OD_CONFIG_DIR, else $XDG_CONFIG_HOME/od, else ~/.config/od) with mode 0600.
+--ca FILE (or OD_CA=FILE) trusts a private CA for the relay; login stores it too.
 OD_RELAY, OD_KEY and OD_CA override the stored values for one command.
 `;
 
@@ -41,7 +42,8 @@ export async function loginCommand(args: string[]): Promise<number> {
   const relay = str(values, "relay");
   const key = str(values, "key");
   if (!relay || !key) throw new UsageError("od login needs --relay URL and --key KEY");
-  const caFile = str(values, "ca");
+  // OD_CA is honoured here as everywhere: the check needs it, and what worked is stored.
+  const caFile = str(values, "ca") ?? (Deno.env.get("OD_CA") || undefined);
   const config = { relay: normalizeRelayUrl(relay), key, ca: caFile ? readCa(caFile) : undefined };
   const who = await callApi(clientTarget(config), "GET", "/v1/whoami")
     .catch(relayFailure) as Whoami;

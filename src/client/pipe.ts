@@ -84,6 +84,7 @@ export async function openTunnel(
       if (frame.type === FrameType.OPENED) {
         info = frame.info ? parseDevice(frame.info) : null;
         link.onFrame = null; // hold the data that follows until the caller attaches
+        link.onClose = null; // and a close, which would otherwise be consumed here and lost
         resolve({ ok: true });
       } else if (frame.type === FrameType.RESET) resolve({ ok: false, reason: frame.reason });
     };
