@@ -79,6 +79,10 @@ export async function openTunnel(
   link.send(encodePing(FrameType.PONG, new Uint8Array(8)));
   let info: TunnelDevice | null = null;
   const answer = await new Promise<{ ok: true } | { ok: false; reason: string }>((resolve) => {
+    // onClose first: setting onFrame may deliver a held OPENED at once, which clears both.
+    link.onClose = (code, reason) => {
+      resolve({ ok: false, reason: reason || `the relay closed the tunnel (code ${code})` });
+    };
     link.onFrame = (raw) => {
       const frame = decodeFrame(raw);
       if (frame.type === FrameType.OPENED) {
@@ -87,9 +91,6 @@ export async function openTunnel(
         link.onClose = null; // and a close, which would otherwise be consumed here and lost
         resolve({ ok: true });
       } else if (frame.type === FrameType.RESET) resolve({ ok: false, reason: frame.reason });
-    };
-    link.onClose = (code, reason) => {
-      resolve({ ok: false, reason: reason || `the relay closed the tunnel (code ${code})` });
     };
   });
   if (!answer.ok) {
