@@ -51,7 +51,7 @@ Deno.test("a plain-HTTP relay closing during the handshake is not called a TLS f
 
 Deno.test("od pipe ends when the link closes while it handles the device's answer", async () => {
   // A relay that answers OPENED, and closes the tunnel while od pipe is busy with the answer.
-  await using relay = await closingRelay();
+  await using relay = closingRelay();
   const stdin = Promise.withResolvers<null>(); // stdin that stays open, as ssh's does
   const io: ByteIO = {
     read: () => stdin.promise,
@@ -86,7 +86,7 @@ Deno.test("od pipe ends when the link closes while it handles the device's answe
  * close: the client answers a close frame in the same step in which it handles it, so once the
  * answer arrives here (in this same process), the client's link has closed.
  */
-async function closingRelay() {
+function closingRelay() {
   const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const url = `http://127.0.0.1:${(listener.addr as Deno.NetAddr).port}`;
   const conn = listener.accept();
