@@ -97,6 +97,11 @@ export const MAX_SERVICES = 64;
 export const MAX_HOST_KEYS = 16;
 /** Longest host key line: an RSA-16384 public key is under 3 KiB. */
 export const MAX_HOST_KEY = 16 * 1024;
+/**
+ * Most bytes of host keys kept for a device: they go out again in every tunnel's OPENED frame,
+ * which must fit beside the device's id and account. Keys beyond are not pinned.
+ */
+export const MAX_HOST_KEYS_TOTAL = 32 * 1024;
 /** Most changes in one props message or rejected keys in one ack (a frame holds fewer). */
 export const MAX_CHANGES = 512;
 /** Most entries in one props-state message; a frame of the smallest entries holds fewer. */
@@ -152,9 +157,12 @@ function parseInfo(m: Record<string, unknown>): InfoMessage {
     return name;
   });
   const hostKeys: string[] = [];
+  let total = 0;
   for (const k of list(m.hostKeys ?? [], "info", "hostKeys", MAX_HOST_KEYS)) {
     const key = hostKey(text(k, "info", "a host key", MAX_HOST_KEY));
-    if (key !== null) hostKeys.push(key); // keys of unknown types are not pinned
+    if (key === null) continue; // keys of unknown types are not pinned
+    total += key.length;
+    if (total <= MAX_HOST_KEYS_TOTAL) hostKeys.push(key);
   }
   const version = text(m.version, "info", "version", MAX_VERSION);
   if (!VERSION_RE.test(version)) fail("info", "version must be printable ASCII");
@@ -294,7 +302,9 @@ export function encodeInfo(info: DeviceInfo): { frame: Uint8Array; dropped: numb
   const head = JSON.stringify({ t: "info", version: info.version, services: info.services });
   const tail = `],"hostname":${JSON.stringify(info.hostname.slice(0, MAX_HOSTNAME))}}`;
   const envelope = byteLength(head) - 1 + byteLength(`,"hostKeys":[`) + byteLength(tail);
-  const keys = info.hostKeys.filter((k) => k.length <= MAX_HOST_KEY).slice(0, MAX_HOST_KEYS);
+  let total = 0;
+  const keys = info.hostKeys.filter((k) => k.length <= MAX_HOST_KEY).slice(0, MAX_HOST_KEYS)
+    .filter((k) => (total += k.length) <= MAX_HOST_KEYS_TOTAL);
   const { taken } = pack(keys.map((k) => JSON.stringify(k)), envelope);
   const json = `${head.slice(0, -1)},"hostKeys":[${taken.join(",")}${tail}`;
   return { frame: controlFrame(json), dropped: info.hostKeys.length - taken.length };

@@ -309,3 +309,22 @@ for (const [what, message, expected] of relayCases) {
     else assertEquals(parseRelayMessage(message), expected);
   });
 }
+
+Deno.test("host keys beyond 32 KiB in all are not kept, so every OPENED frame fits", () => {
+  const key = `ssh-rsa ${"A".repeat(10_000)}`;
+  const m = parseDaemonMessage({
+    t: "info",
+    version: "1",
+    services: [],
+    hostKeys: Array(6).fill(key),
+  }, NOW);
+  ok(m?.t === "info");
+  assertEquals(m.hostKeys.length, 3);
+  const { dropped } = encodeInfo({
+    version: "1",
+    services: [],
+    hostKeys: Array(6).fill(key),
+    hostname: "",
+  });
+  assertEquals(dropped, 3);
+});
