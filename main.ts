@@ -126,7 +126,8 @@ async function main(args: string[]): Promise<number> {
   if (name === "--version") return await run(COMMANDS.version, rest);
   // Ansible runs an executable inventory as `INVENTORY --list`: od answers like od inventory.
   if (name === "--list" || name === "--host") return await run(COMMANDS.inventory, args);
-  return await run(COMMANDS[name], rest, name);
+  // Own names only: `od constructor` is an unknown command, not Object.prototype's.
+  return await run(Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined, rest, name);
 }
 
 async function run(

@@ -4,7 +4,7 @@
  * unaffected; the audit log counts every attempt.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { od, tempDir } from "./_harness.ts";
+import { eventually, od, tempDir } from "./_harness.ts";
 import { addAccount, addKey, clientEnv, echoServer, startDaemon, startRelay } from "./_fleet.ts";
 
 Deno.test("1,000 bad keys from one address are throttled; another address is not", async () => {
@@ -61,16 +61,21 @@ Deno.test("1,000 bad keys from one address are throttled; another address is not
   const pipe = await od(["pipe", "edge-1", "echo"], { env, stdin: "unaffected" });
   assertEquals([pipe.code, pipe.stdout], [0, "unaffected"], pipe.stderr);
 
-  await new Promise((r) => setTimeout(r, 1500)); // audit rows are written once a second
   const audit = await fetch(`${v6}/v1/audit`, { headers: { authorization: `Bearer ${full}` } });
   assertEquals(audit.status, 200);
   await audit.body?.cancel();
-  const rows = JSON.parse(
-    (await od(["admin", "--data", relay.dataDir, "audit", "--json"])).stdout,
-  ) as { ip: string; result: string; count: number }[];
-  const fromAttacker = rows.filter((r) => r.ip === "::ffff:127.0.0.1");
+  type Row = { ip: string; result: string; count: number };
+  let fromAttacker: Row[] = [];
   const count = (result: string) =>
     fromAttacker.filter((r) => r.result === result).reduce((n, r) => n + r.count, 0);
+  // Audit rows are written once a second: wait until every refusal is counted.
+  await eventually("the audit rows of the attack", async () => {
+    const rows = JSON.parse(
+      (await od(["admin", "--data", relay.dataDir, "audit", "--json"])).stdout,
+    ) as Row[];
+    fromAttacker = rows.filter((r) => r.ip === "::ffff:127.0.0.1");
+    return count("refused") >= refused && count("throttled") >= throttled;
+  });
   assertEquals(count("refused"), refused);
   ok(count("throttled") >= throttled, `audit counts ${count("throttled")} throttled attempts`);
   ok(fromAttacker.length < 200, `throttled attempts merged into ${fromAttacker.length} rows`);

@@ -4,7 +4,7 @@
  * command that created it.
  */
 import { deepStrictEqual as assertEquals, doesNotMatch, match } from "node:assert/strict";
-import { od, Proc, tempDir } from "./_harness.ts";
+import { eventually, od, Proc, tempDir } from "./_harness.ts";
 import {
   addAccount,
   assertOneSentence,
@@ -70,8 +70,12 @@ Deno.test("credential files are private, and secrets never leak after creation",
       await run(["list", "--json"]);
       await run(["admin", "--data", relay.dataDir, "key", "list", "--json"], {});
       await run(["admin", "--data", relay.dataDir, "account", "list", "--json"], {});
-      await new Promise((r) => setTimeout(r, 1200)); // audit rows are written once a second
-      const audit = await run(["admin", "--data", relay.dataDir, "audit", "--json"], {});
+      // Audit rows are written once a second: wait for the refusal's.
+      const audit = await eventually("the refusal's audit row", async () => {
+        const out = await od(["admin", "--data", relay.dataDir, "audit", "--json"]);
+        return /"result": "refused"/.test(out.stdout) && out;
+      });
+      outputs.push(audit.stdout, audit.stderr);
       match(audit.stdout, /"result": "refused"/);
       const state = await Deno.readTextFile(`${dir}/state/state.json`);
       doesNotMatch(state, /od_device_/, "the enrolment key is dropped once enrolled");

@@ -7,7 +7,8 @@ import { ConflictError } from "../store/accounts.ts";
 import { StoreError } from "../store/db.ts";
 import { KEY_ROLES, type KeyRole } from "../protocol/keys.ts";
 import { idProblem } from "../protocol/names.ts";
-import { auditView, printAudit } from "../cli/audit_table.ts";
+import { printAudit } from "../cli/audit_table.ts";
+import { auditView } from "../protocol/api.ts";
 
 const USAGE = `Usage: od admin [--data DIR] COMMAND [--json]
 

@@ -48,7 +48,8 @@ export function parse(
       const eq = arg.indexOf("=");
       name = eq < 0 ? arg.slice(2) : arg.slice(2, eq);
       inline = eq < 0 ? undefined : arg.slice(eq + 1);
-      if (!(name in options)) throw new UsageError(`unknown option --${name}`);
+      // Own names only: --constructor is not an option because Object.prototype has one.
+      if (!Object.hasOwn(options, name)) throw new UsageError(`unknown option --${name}`);
     } else if (arg.startsWith("-") && arg.length > 1) {
       // -abc: booleans may be combined; a string option takes the rest or the next argument.
       for (let j = 1; j < arg.length; j++) {

@@ -34,6 +34,10 @@ const bad: [string[], RegExp][] = [
   [["--data"], /option --data needs a value/],
   [["--data", "--json"], /option --data needs a value/],
   [["--json=yes"], /takes no value/],
+  // Names Object.prototype has are not options.
+  [["--constructor"], /unknown option --constructor/],
+  [["--toString=x"], /unknown option --toString/],
+  [["--__proto__"], /unknown option --__proto__/],
 ];
 
 for (const [args, message] of bad) {

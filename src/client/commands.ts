@@ -9,11 +9,13 @@ import { runPipe, stdio, type TunnelDevice } from "./pipe.ts";
 import { normalizeRelayUrl, readCa } from "../cli/relay_options.ts";
 import { matches, parseFilters } from "../protocol/filter.ts";
 import { knownHostsPath, pinDevice } from "./known_hosts.ts";
+import type { Device, Whoami } from "../protocol/api.ts";
 
 const LOGIN_USAGE = `Usage: od login --relay URL --key KEY [--ca FILE]
 
 Checks the key with the relay and stores both in the config directory
 ($OD_CONFIG_DIR, else $XDG_CONFIG_HOME/od, else ~/.config/od) with mode 0600.
+--ca FILE (or OD_CA=FILE) trusts a private CA for the relay; login stores it too.
 OD_RELAY, OD_KEY and OD_CA override the stored values for one command.
 `;
 
@@ -40,13 +42,11 @@ export async function loginCommand(args: string[]): Promise<number> {
   const relay = str(values, "relay");
   const key = str(values, "key");
   if (!relay || !key) throw new UsageError("od login needs --relay URL and --key KEY");
-  const caFile = str(values, "ca");
+  // OD_CA is honoured here as everywhere: the check needs it, and what worked is stored.
+  const caFile = str(values, "ca") ?? (Deno.env.get("OD_CA") || undefined);
   const config = { relay: normalizeRelayUrl(relay), key, ca: caFile ? readCa(caFile) : undefined };
-  const who = await callApi(clientTarget(config), "GET", "/v1/whoami").catch(relayFailure) as {
-    account: string;
-    keyId: string;
-    role: string;
-  };
+  const who = await callApi(clientTarget(config), "GET", "/v1/whoami")
+    .catch(relayFailure) as Whoami;
   if (who.role === "device") {
     throw new OdError("that is a device key; od login needs a client or full key");
   }
@@ -122,23 +122,8 @@ Options:
   --json          print the devices as JSON, with all properties
 `;
 
-/** A device as GET /v1/devices returns it. */
-export interface ListedDevice {
-  id: string;
-  account: string;
-  /** `id`, or `account.id` for a device shared with you. */
-  ref: string;
-  state: string;
-  lastSeen: string | null;
-  ip: string | null;
-  version: string | null;
-  parent: string | null;
-  hostKeys: string[];
-  props: Record<string, string>;
-}
-
 /** The devices matching filters (and a state), from the relay. */
-export async function findDevices(filterArgs: string[], state?: string): Promise<ListedDevice[]> {
+export async function findDevices(filterArgs: string[], state?: string): Promise<Device[]> {
   let filters;
   try {
     filters = parseFilters(filterArgs);
@@ -147,7 +132,7 @@ export async function findDevices(filterArgs: string[], state?: string): Promise
   }
   const config = loadClientConfig();
   const devices = await callApi(clientTarget(config), "GET", "/v1/devices")
-    .catch(relayFailure) as ListedDevice[];
+    .catch(relayFailure) as Device[];
   return devices.filter((d) =>
     (state === undefined || d.state === state) && matches(d.props, filters)
   );
@@ -171,7 +156,7 @@ export async function listCommand(args: string[]): Promise<number> {
     return 0;
   }
   const shown = (str(values, "show") ?? "").split(",").filter((k) => k !== "");
-  const userProps = (d: ListedDevice) =>
+  const userProps = (d: Device) =>
     Object.entries(d.props).filter(([k]) => !k.startsWith("on:")).map(([k, v]) => `${k}=${v}`)
       .join(" ");
   const extra = [...shown.map((k) => k.toUpperCase()), ...(values.props ? ["PROPS"] : [])];

@@ -7,7 +7,8 @@
 import { list, parse, str } from "../cli/args.ts";
 import { OdError, UsageError } from "../shared/errors.ts";
 import { printTable } from "../cli/output.ts";
-import { findDevices, type ListedDevice } from "./commands.ts";
+import { findDevices } from "./commands.ts";
+import type { Device } from "../protocol/api.ts";
 import { hostAlias } from "./known_hosts.ts";
 import { odSshOptions } from "./ssh_options.ts";
 
@@ -56,7 +57,7 @@ async function pump(
   return all;
 }
 
-async function runOne(d: ListedDevice, sshArgs: string[], command: string[], json: boolean) {
+async function runOne(d: Device, sshArgs: string[], command: string[], json: boolean) {
   const device = d.ref;
   const args = [
     ...odSshOptions(hostAlias(d.account, d.id)),

@@ -8,7 +8,8 @@
  */
 import { parse, str } from "../cli/args.ts";
 import { UsageError } from "../shared/errors.ts";
-import { findDevices, type ListedDevice } from "./commands.ts";
+import { findDevices } from "./commands.ts";
+import type { Device } from "../protocol/api.ts";
 import { hostAlias } from "./known_hosts.ts";
 import { odSshOptions } from "./ssh_options.ts";
 import { shellQuote } from "./ssh_options.ts";
@@ -30,7 +31,7 @@ export function groupName(text: string): string {
 }
 
 /** The host variables that make Ansible's ssh go through od. */
-function hostVars(d: ListedDevice, host: string): Record<string, unknown> {
+function hostVars(d: Device, host: string): Record<string, unknown> {
   const args = odSshOptions(hostAlias(d.account, d.id));
   const userProps = Object.fromEntries(
     Object.entries(d.props).filter(([k]) => !k.startsWith("on:")),
@@ -46,7 +47,7 @@ function hostVars(d: ListedDevice, host: string): Record<string, unknown> {
 }
 
 /** Builds the `--list` document. */
-export function inventory(devices: ListedDevice[]): Record<string, unknown> {
+export function inventory(devices: Device[]): Record<string, unknown> {
   const groups = new Map<string, Set<string>>();
   const add = (group: string, host: string) => {
     const g = groups.get(group) ?? new Set();

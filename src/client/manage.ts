@@ -11,7 +11,8 @@ import { callApi } from "../transport/dial.ts";
 import { clientTarget, loadClientConfig } from "./config.ts";
 import { relayFailure } from "./commands.ts";
 import { parseSince } from "../cli/output.ts";
-import { type AuditView, printAudit } from "../cli/audit_table.ts";
+import { printAudit } from "../cli/audit_table.ts";
+import type { AddedKey, ApiKey, AuditEntry, Revoked, Share } from "../protocol/api.ts";
 
 const api = (method: string, path: string, body?: unknown) =>
   callApi(clientTarget(loadClientConfig()), method, path, body).catch(relayFailure);
@@ -38,23 +39,17 @@ export async function keyCommand(args: string[]): Promise<number> {
     if (!role || !(KEY_ROLES as readonly string[]).includes(role)) {
       throw new UsageError(`key add needs --role ${KEY_ROLES.join("|")}`);
     }
-    const out = await api("POST", "/v1/keys", { role, label: str(values, "label") ?? "" }) as {
-      id: string;
-      key: string;
-    };
+    const out = await api("POST", "/v1/keys", {
+      role,
+      label: str(values, "label") ?? "",
+    }) as AddedKey;
     if (values.json) printJson(out);
     else console.log(`Added ${role} key ${out.id} (shown once):\n${out.key}`);
     return 0;
   }
   if (action === "list") {
     expectPositionals(rest, []);
-    const keys = await api("GET", "/v1/keys") as {
-      id: string;
-      role: string;
-      label: string;
-      lastUsedAt: string | null;
-      revokedAt: string | null;
-    }[];
+    const keys = await api("GET", "/v1/keys") as ApiKey[];
     if (values.json) printJson(keys);
     else {
       printTable(
@@ -72,9 +67,7 @@ export async function keyCommand(args: string[]): Promise<number> {
   }
   if (action === "revoke") {
     const [id] = expectPositionals(rest, ["ID"]);
-    const out = await api("DELETE", `/v1/keys/${encodeURIComponent(id)}`) as {
-      tunnelsClosed: number;
-    };
+    const out = await api("DELETE", `/v1/keys/${encodeURIComponent(id)}`) as Revoked;
     if (values.json) printJson(out);
     else console.log(`Revoked key ${id}; closed ${out.tunnelsClosed} open tunnels.`);
     return 0;
@@ -91,15 +84,6 @@ every device matching the filters (KEY=VALUE, KEY!=VALUE, KEY; none means all), 
 services named (--service, repeatable; none means all). Shared devices are read-only for the
 other account. Removing a share closes its open tunnels at once. Needs a full key.
 `;
-
-interface ShareView {
-  id: number;
-  owner: string;
-  grantee: string;
-  device: string | null;
-  filters: string[];
-  services: string[];
-}
 
 /** Entry point of `od share`. */
 export async function shareCommand(args: string[]): Promise<number> {
@@ -119,14 +103,14 @@ export async function shareCommand(args: string[]): Promise<number> {
       device: device ?? null,
       filters,
       services: list(values, "service"),
-    }) as ShareView;
+    }) as Share;
     if (values.json) printJson(out);
     else console.log(`Added share ${out.id}: ${describeShare(out)}.`);
     return 0;
   }
   if (action === "list") {
     expectPositionals(rest, []);
-    const shares = await api("GET", "/v1/shares") as ShareView[];
+    const shares = await api("GET", "/v1/shares") as Share[];
     if (values.json) printJson(shares);
     else {
       printTable(
@@ -145,14 +129,14 @@ export async function shareCommand(args: string[]): Promise<number> {
   if (action === "rm") {
     const [id] = expectPositionals(rest, ["ID"]);
     if (!/^\d+$/.test(id)) throw new UsageError(`share ID "${id}" must be a number`);
-    const out = await api("DELETE", `/v1/shares/${id}`) as { tunnelsClosed: number };
+    const out = await api("DELETE", `/v1/shares/${id}`) as Revoked;
     console.log(`Removed share ${id}; closed ${out.tunnelsClosed} open tunnels.`);
     return 0;
   }
   throw new UsageError(action ? `unknown share command "${action}"` : "missing add, list or rm");
 }
 
-function describeShare(s: ShareView): string {
+function describeShare(s: Share): string {
   const what = s.device
     ? `device ${s.device}`
     : s.filters.length
@@ -179,7 +163,7 @@ export async function auditCommand(args: string[]): Promise<number> {
   const params = new URLSearchParams();
   if (values.device) params.set("device", String(values.device).toLowerCase());
   if (values.since) params.set("since", String(parseSince(String(values.since))));
-  const rows = await api("GET", `/v1/audit?${params}`) as AuditView[];
+  const rows = await api("GET", `/v1/audit?${params}`) as AuditEntry[];
   if (values.json) printJson(rows);
   else printAudit(rows);
   return 0;

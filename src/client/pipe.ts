@@ -80,14 +80,22 @@ export async function openTunnel(
   link.send(encodePing(FrameType.PONG, new Uint8Array(8)));
   let info: TunnelDevice | null = null;
   const answer = await new Promise<{ ok: true } | { ok: false; reason: string }>((resolve) => {
+    let answered = false;
     link.onFrame = (raw) => {
       const frame = decodeFrame(raw);
       if (frame.type === FrameType.OPENED) {
+        answered = true;
         info = frame.info ? parseDevice(frame.info) : null;
         link.onFrame = null; // hold the data that follows until the caller attaches
+        link.onClose = null; // and a close, which would otherwise be consumed here and lost
         resolve({ ok: true });
-      } else if (frame.type === FrameType.RESET) resolve({ ok: false, reason: frame.reason });
+      } else if (frame.type === FrameType.RESET) {
+        answered = true;
+        resolve({ ok: false, reason: frame.reason });
+      }
     };
+    // Setting onFrame may have handed over a held answer already; a close then stays held too.
+    if (answered) return;
     link.onClose = (code, reason) => {
       resolve({ ok: false, reason: reason || `the relay closed the tunnel (code ${code})` });
     };

@@ -2,20 +2,21 @@
  * `od props [--device DEV] set|get|rm …`. With --device it edits any device of yours through the
  * relay. Without, it acts on this device: through the running daemon's socket, or, when the
  * daemon is not running, directly on the state directory's queue, which the daemon delivers
- * when it starts and reaches the relay. (The one client command that reaches into the daemon's
- * modules: on a device it is the daemon's command-line face.)
+ * when it starts and reaches the relay. The device-local files and the socket's messages are
+ * shared with the daemon through the layers below (store/local_props.ts, protocol/local.ts).
  */
 import { parse, str } from "../cli/args.ts";
 import { OdError, UsageError } from "../shared/errors.ts";
 import { printJson } from "../cli/output.ts";
 import { checkKeys, parseAssignments } from "../protocol/props.ts";
+import type { PropsResult } from "../protocol/api.ts";
+import { LOCAL_SOCKET, parseLocalReply } from "../protocol/local.ts";
 import { normalizeDeviceArg } from "../protocol/names.ts";
 import { callApi } from "../transport/dial.ts";
 import { clientTarget, loadClientConfig } from "./config.ts";
 import { relayFailure } from "./commands.ts";
-import { defaultStateDir, loadState } from "../daemon/state.ts";
-import { editLocal, LocalProps } from "../daemon/props_store.ts";
-import { SOCKET } from "../daemon/local_api.ts";
+import { defaultStateDir, loadState } from "../store/device_state.ts";
+import { LocalProps } from "../store/local_props.ts";
 
 const USAGE = `Usage: od props [--device DEV] [--json] set KEY=VALUE…
        od props [--device DEV] [--json] get [KEY…]
@@ -71,11 +72,12 @@ export async function propsCommand(args: string[]): Promise<number> {
 
 function show(props: Record<string, string>, keys: string[] | null, json: boolean): number {
   if (keys && keys.length > 0) {
-    const missing = keys.filter((k) => !(k in props));
+    const has = (k: string) => Object.hasOwn(props, k);
+    const missing = keys.filter((k) => !has(k));
     if (json) {
-      printJson(Object.fromEntries(keys.filter((k) => k in props).map((k) => [k, props[k]])));
+      printJson(Object.fromEntries(keys.filter(has).map((k) => [k, props[k]])));
     } else if (keys.length === 1 && missing.length === 0) console.log(props[keys[0]]);
-    else for (const k of keys) if (k in props) console.log(`${k}=${props[k]}`);
+    else for (const k of keys) if (has(k)) console.log(`${k}=${props[k]}`);
     if (missing.length > 0) {
       throw new OdError(`property ${missing.map((k) => `"${k}"`).join(", ")} is not set`);
     }
@@ -102,9 +104,7 @@ async function remoteProps(
   const answer =
     await (edit === null
       ? callApi(target, "GET", path)
-      : callApi(target, "PATCH", `${path}/props`, edit)).catch(relayFailure) as {
-        props: Record<string, string>;
-      };
+      : callApi(target, "PATCH", `${path}/props`, edit)).catch(relayFailure) as PropsResult;
   return answer.props;
 }
 
@@ -115,7 +115,7 @@ async function localProps(
 ) {
   let conn: Deno.UnixConn;
   try {
-    conn = await Deno.connect({ transport: "unix", path: `${stateDir}/${SOCKET}` });
+    conn = await Deno.connect({ transport: "unix", path: `${stateDir}/${LOCAL_SOCKET}` });
   } catch {
     return offlineProps(stateDir, edit);
   }
@@ -123,13 +123,20 @@ async function localProps(
     const request = edit === null ? { op: "get" } : { op: "edit", ...edit };
     await conn.write(new TextEncoder().encode(JSON.stringify(request) + "\n"));
     let text = "";
+    const decoder = new TextDecoder(); // one decoder: a character may straddle two reads
     const buf = new Uint8Array(64 * 1024);
     for (let n = await conn.read(buf); n !== null; n = await conn.read(buf)) {
-      text += new TextDecoder().decode(buf.subarray(0, n));
+      text += decoder.decode(buf.subarray(0, n), { stream: true });
     }
-    const reply = JSON.parse(text);
+    text += decoder.decode();
+    let reply;
+    try {
+      reply = parseLocalReply(JSON.parse(text));
+    } catch {
+      throw new OdError(`the daemon's socket in ${stateDir} gave no answer od understands`);
+    }
     if (!reply.ok) throw new UsageError(reply.error);
-    return reply.props as Record<string, string>;
+    return reply.props;
   } finally {
     conn.close();
   }
@@ -146,7 +153,7 @@ function offlineProps(
   const props = new LocalProps(stateDir);
   if (edit === null) return props.view();
   try {
-    return editLocal(props, edit.set, edit.rm, state.clockOffset ?? 0);
+    return props.edit(edit.set, edit.rm, state.clockOffset ?? 0);
   } catch (err) {
     if (err instanceof RangeError) throw new UsageError(err.message);
     if (err instanceof Deno.errors.PermissionDenied) {

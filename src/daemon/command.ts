@@ -4,7 +4,7 @@ import { UsageError } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
 import { idProblem } from "../protocol/names.ts";
 import { normalizeRelayUrl, readCa } from "../cli/relay_options.ts";
-import { defaultStateDir } from "./state.ts";
+import { defaultStateDir } from "../store/device_state.ts";
 import { parseServiceOptions } from "./services.ts";
 import { type DaemonOptions, runDaemon } from "./daemon.ts";
 

@@ -2,7 +2,8 @@
  * `od daemon`: enrols once, then keeps one outbound link to the relay for as long as it runs,
  * reconnecting with jittered exponential backoff and noticing a dead relay by keepalives.
  */
-import { encodeControl } from "../protocol/frame.ts";
+import { ProtocolError } from "../protocol/frame.ts";
+import { encodeInfo, parseRelayMessage, type RelayMessage } from "../protocol/control.ts";
 import { DEFAULT_KEEPALIVE_S, Keepalive } from "../transport/keepalive.ts";
 import { generateCredential } from "../protocol/keys.ts";
 import { dialLink, RelayError, type RelayTarget } from "../transport/dial.ts";
@@ -10,13 +11,13 @@ import { CloseCode } from "../transport/link.ts";
 import { OdError } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
 import { VERSION } from "../version.ts";
-import { type DaemonState, loadState, saveState } from "./state.ts";
+import { type DaemonState, loadState, saveState } from "../store/device_state.ts";
 import { DeviceLink } from "./device_link.ts";
 import { DEFAULT_SERVICES, parseTarget, type ServiceTarget } from "./services.ts";
 import { readHostKeys } from "./host_keys.ts";
 import { machineFingerprint } from "./fingerprint.ts";
 import { becomeClone, enrollDevice, type EnrollEnv } from "./enroll.ts";
-import { LocalProps } from "./props_store.ts";
+import { LocalProps } from "../store/local_props.ts";
 import { PropsSync } from "./props_sync.ts";
 import { ensureSoleDaemon, serveLocalApi } from "./local_api.ts";
 
@@ -168,10 +169,27 @@ export function loadOrCreateState(options: DaemonOptions): DaemonState {
   return state;
 }
 
+/**
+ * Validates a message from the relay. One this daemon cannot use is logged and skipped, never
+ * thrown: a throw would close the link, and the relay would send the same message again after
+ * the reconnect, forever.
+ */
+function relayMessage(message: Record<string, unknown>): RelayMessage | null {
+  try {
+    return parseRelayMessage(message);
+  } catch (err) {
+    if (!(err instanceof ProtocolError)) throw err;
+    log.warn("ignored a message from the relay", { error: err.message });
+    return null;
+  }
+}
+
 /** Handles CONTROL messages after hello: property sync and renames. */
-function onControl(rt: Runtime, message: Record<string, unknown>): void {
-  if (rt.sync?.handle(message)) return;
-  if (message.t === "renamed" && typeof message.device === "string") {
+function onControl(rt: Runtime, raw: Record<string, unknown>): void {
+  const message = relayMessage(raw);
+  if (message?.t === "props-ack") rt.sync?.ack(message);
+  else if (message?.t === "props-state") rt.sync?.state(message);
+  else if (message?.t === "renamed") {
     log.info("renamed by the relay", { from: rt.state.device, to: message.device });
     rt.state.device = message.device;
     saveState(rt.options.stateDir, rt.state);
@@ -179,15 +197,18 @@ function onControl(rt: Runtime, message: Record<string, unknown>): void {
 }
 
 /** After hello: learn the relay's clock and send what was queued while offline. */
-function onHello(rt: Runtime, hello: Record<string, unknown>): void {
-  if (typeof hello.now === "number") {
-    const offset = Math.round(hello.now - Date.now());
-    if (Math.abs(offset - (rt.state.clockOffset ?? 0)) > 1000) {
-      rt.state.clockOffset = offset;
-      saveState(rt.options.stateDir, rt.state);
-    }
+function onHello(rt: Runtime, raw: Record<string, unknown>): void {
+  const hello = relayMessage(raw);
+  if (hello?.t !== "hello") {
+    rt.sync?.flush();
+    return;
   }
-  if (typeof hello.device === "string" && hello.device !== rt.state.device) {
+  const offset = Math.round(hello.now - Date.now());
+  if (Math.abs(offset - (rt.state.clockOffset ?? 0)) > 1000) {
+    rt.state.clockOffset = offset;
+    saveState(rt.options.stateDir, rt.state);
+  }
+  if (hello.device !== rt.state.device) {
     rt.state.device = hello.device; // renamed while this daemon was away
     saveState(rt.options.stateDir, rt.state);
   }
@@ -221,9 +242,10 @@ async function connectOnce(rt: Runtime): Promise<void> {
     const hello = await Promise.race([device.hello, closed.then(() => null)]);
     if (hello) {
       // The relay closes links silent for 2.5 of its periods: never ping less often than that.
-      if (typeof hello.keepalive === "number" && hello.keepalive >= 1) {
-        const own = rt.options.keepalive ?? hello.keepalive;
-        timers.keepalive.setPeriod(Math.min(own, hello.keepalive) * 1000);
+      const m = relayMessage(hello);
+      if (m?.t === "hello" && m.keepalive !== undefined) {
+        const own = rt.options.keepalive ?? m.keepalive;
+        timers.keepalive.setPeriod(Math.min(own, m.keepalive) * 1000);
       }
       onHello(rt, hello);
     }
@@ -244,14 +266,16 @@ async function connectOnce(rt: Runtime): Promise<void> {
 function startTimers(rt: Runtime, device: DeviceLink) {
   const { link } = device;
   let hostKeys = readHostKeys(rt.state.hostKeyFiles);
-  const sendInfo = () =>
-    link.send(encodeControl({
-      t: "info",
+  const sendInfo = () => {
+    const { frame, dropped } = encodeInfo({
       version: VERSION,
       services: [...rt.services.keys()],
       hostKeys,
       hostname: Deno.hostname(),
-    }));
+    });
+    if (dropped > 0) log.warn("host keys too large to report", { dropped });
+    link.send(frame);
+  };
   sendInfo();
   // sshd host keys can be rotated while the daemon runs; report changes so pins follow.
   const keyWatch = setInterval(() => {

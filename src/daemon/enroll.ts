@@ -11,7 +11,7 @@ import { generateCredential } from "../protocol/keys.ts";
 import { callApi, RelayError, type RelayTarget } from "../transport/dial.ts";
 import { OdError } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
-import { type DaemonState, saveState } from "./state.ts";
+import { type DaemonState, saveState } from "../store/device_state.ts";
 
 /** Retries `fn` on transient relay errors with backoff; other errors end the daemon. */
 async function withRetries<T>(

@@ -1,19 +1,17 @@
 /**
- * The daemon's local socket, `od.sock` in the state directory, through which `od props` on the
+ * The daemon's side of the local socket (protocol/local.ts), through which `od props` on the
  * device reads and edits this device's properties. The state directory is mode 0700, so the
- * socket is usable exactly by whoever may use the state directory. One JSON request line and one
- * JSON response line per connection:
- *   {"op":"get"}                              → {"ok":true,"props":{…}}
- *   {"op":"edit","set":{k:v},"rm":[k]}        → {"ok":true,"props":{…}} | {"ok":false,"error":…}
+ * socket is usable exactly by whoever may use the state directory.
  */
-import { checkKeys, keyProblem, valueProblem } from "../protocol/props.ts";
+import {
+  LOCAL_SOCKET as SOCKET,
+  type LocalReply,
+  MAX_LOCAL_REQUEST as MAX_REQUEST,
+  parseLocalRequest,
+} from "../protocol/local.ts";
 import { log } from "../shared/log.ts";
 import { OdError } from "../shared/errors.ts";
-import { editLocal, type LocalProps } from "./props_store.ts";
-
-/** The socket's file name inside the state directory. */
-export const SOCKET = "od.sock";
-const MAX_REQUEST = 2 * 1024 * 1024; // 256 values of 4 KiB with JSON overhead
+import type { LocalProps } from "../store/local_props.ts";
 
 /** Throws if another daemon already serves this state directory's socket. */
 export async function ensureSoleDaemon(stateDir: string): Promise<void> {
@@ -87,28 +85,15 @@ async function handle(
   conn: Deno.Conn,
   options: Parameters<typeof serveLocalApi>[0],
 ): Promise<void> {
-  let reply: Record<string, unknown>;
+  let reply: LocalReply;
   try {
-    const req = JSON.parse(await readLine(conn));
+    const req = parseLocalRequest(JSON.parse(await readLine(conn)));
     if (req.op === "get") reply = { ok: true, props: options.props.view() };
-    else if (req.op === "edit") {
-      const set = req.set ?? {};
-      const rm: string[] = req.rm ?? [];
-      for (const [k, v] of Object.entries(set)) {
-        const problem = keyProblem(k) ??
-          (typeof v === "string" ? valueProblem(k, v) : "values must be strings");
-        if (problem) throw new RangeError(problem);
-      }
-      checkKeys(rm);
-      const props = editLocal(
-        options.props,
-        set as Record<string, string>,
-        rm,
-        options.clockOffset(),
-      );
+    else {
+      const props = options.props.edit(req.set, req.rm, options.clockOffset());
       options.onEdit();
       reply = { ok: true, props };
-    } else reply = { ok: false, error: `unknown request "${req.op}"` };
+    }
   } catch (err) {
     reply = { ok: false, error: err instanceof Error ? err.message : String(err) };
   }

@@ -2,22 +2,28 @@
  * Sends the device's pending property changes to the relay, one batch at a time, and drops
  * them from the queue only when the relay acknowledges them; applies the relay's values to the
  * local copy. A link that dies mid-batch loses nothing: the next link sends the batch again, and
- * last-write-wins makes the repeat harmless.
+ * last-write-wins makes the repeat harmless. Batches are cut by their encoded size
+ * (encodePropsBatch), so no value, however it escapes, can make a frame too big.
  */
-import { encodeControl } from "../protocol/frame.ts";
-import type { PropValue } from "../protocol/props.ts";
+import {
+  encodePropsBatch,
+  type PropsAckMessage,
+  type PropsStateMessage,
+} from "../protocol/control.ts";
+import { MAX_PROPS, MAX_TOMBSTONES, type PropChange } from "../protocol/props.ts";
 import type { FrameLink } from "../transport/link.ts";
 import { log } from "../shared/log.ts";
-import type { LocalProps } from "./props_store.ts";
+import type { LocalProps } from "../store/local_props.ts";
 
-const BATCH_BYTES = 48 * 1024; // keeps each CONTROL frame well under MAX_DATA
+// A relay's full state has at most this many entries; a relay sending more is not trusted.
+const MAX_FULL_STATE = MAX_PROPS + MAX_TOMBSTONES;
 
 /** Property sync over one link. */
 export class PropsSync {
   #link: FrameLink;
   #props: LocalProps;
   #inFlight = false;
-  #incoming = new Map<string, PropValue>(); // a full sync being received in parts
+  #incoming: PropChange[] = []; // a full state being received in parts
   #receivingFull = false;
 
   constructor(link: FrameLink, props: LocalProps) {
@@ -28,51 +34,41 @@ export class PropsSync {
   /** Sends the next batch of pending changes, unless one is already waiting for its ack. */
   flush(): void {
     if (this.#inFlight || !this.#link.open) return;
-    const batch = [];
-    let size = 0;
-    for (const c of this.#props.pending()) {
-      const bytes = c.k.length + (c.v?.length ?? 0) * 3 + 48;
-      if (batch.length > 0 && size + bytes > BATCH_BYTES) break;
-      batch.push(c);
-      size += bytes;
-    }
-    if (batch.length === 0) return;
+    const batch = encodePropsBatch(this.#props.pending());
+    if (batch === null) return;
     this.#inFlight = true;
-    const seq = batch[batch.length - 1].seq;
-    this.#link.send(encodeControl({
-      t: "props",
-      seq,
-      changes: batch.map(({ k, v, at }) => ({ k, v, at })),
-    }));
+    this.#link.send(batch.frame);
   }
 
-  /** Handles the relay's props-ack and props-state messages; false for other messages. */
-  handle(message: Record<string, unknown>): boolean {
-    if (message.t === "props-ack" && typeof message.seq === "number") {
-      const rejected = Array.isArray(message.rejected) ? message.rejected.map(String) : [];
-      this.#props.ack(message.seq, rejected);
-      if (rejected.length > 0) {
-        log.warn("the relay refused property changes", { keys: rejected.join(",") });
-      }
-      this.#inFlight = false;
-      this.flush();
-      return true;
+  /** Applies the relay's acknowledgement and sends the next batch. */
+  ack(message: PropsAckMessage): void {
+    this.#props.ack(message.seq, message.rejected);
+    if (message.rejected.length > 0) {
+      log.warn("the relay refused property changes", { keys: message.rejected.join(",") });
     }
-    if (message.t === "props-state" && typeof message.props === "object" && message.props) {
-      const values = new Map(Object.entries(message.props as Record<string, PropValue>));
-      if (message.full) {
-        this.#receivingFull = true;
-        this.#incoming = new Map();
-      }
-      if (this.#receivingFull) {
-        for (const [k, v] of values) this.#incoming.set(k, v);
-        if (message.last) {
-          this.#receivingFull = false;
-          this.#props.saveSnapshot(this.#incoming, false);
-        }
-      } else this.#props.saveSnapshot(values, true);
-      return true;
+    this.#inFlight = false;
+    this.flush();
+  }
+
+  /** Takes the relay's values: a full state (in parts until `last`) or client edits. */
+  state(message: PropsStateMessage): void {
+    const values = Object.entries(message.props).map(([k, p]) => ({ k, v: p.v, at: p.at }));
+    if (message.full) {
+      this.#receivingFull = true;
+      this.#incoming = [];
     }
-    return false;
+    if (!this.#receivingFull) return this.#props.applyRelay(values, false);
+    this.#incoming.push(...values);
+    if (this.#incoming.length > MAX_FULL_STATE) {
+      log.warn("the relay sent more properties than a device can have; ignored");
+      this.#receivingFull = false;
+      this.#incoming = [];
+      return;
+    }
+    if (message.last) {
+      this.#receivingFull = false;
+      this.#props.applyRelay(this.#incoming, true);
+      this.#incoming = [];
+    }
   }
 }

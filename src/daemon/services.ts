@@ -3,6 +3,7 @@
  * that is not on it is refused before anything is dialled, whatever the relay asks.
  */
 import { serviceProblem } from "../protocol/names.ts";
+import { MAX_SERVICES } from "../protocol/control.ts";
 import { UsageError } from "../shared/errors.ts";
 
 /** Where a service lives: a TCP address or a Unix socket. */
@@ -42,9 +43,12 @@ export function parseServiceOptions(options: string[]): Record<string, string> {
     const name = opt.slice(0, eq);
     const problem = serviceProblem(name);
     if (problem) throw new UsageError(problem);
-    if (name in out) throw new UsageError(`service "${name}" is given twice`);
+    if (Object.hasOwn(out, name)) throw new UsageError(`service "${name}" is given twice`);
     parseTarget(opt.slice(eq + 1), name); // validate now, not at the first connection
     out[name] = opt.slice(eq + 1);
+  }
+  if (Object.keys(out).length > MAX_SERVICES) {
+    throw new UsageError(`a device exposes at most ${MAX_SERVICES} services`);
   }
   return out;
 }

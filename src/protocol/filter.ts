@@ -23,10 +23,13 @@ export function parseFilters(args: string[]): Filter[] {
   });
 }
 
-/** True if `props` matches every filter. A missing key never equals and always differs. */
+/**
+ * True if `props` matches every filter. A missing key never equals and always differs. Only
+ * the object's own properties count: `constructor` or `toString` are not properties of a device.
+ */
 export function matches(props: Record<string, string>, filters: Filter[]): boolean {
   return filters.every((f) => {
-    const v = props[f.key];
+    const v = Object.hasOwn(props, f.key) ? props[f.key] : undefined;
     if (f.op === "has") return v !== undefined;
     if (f.op === "=") return v === f.value;
     return v !== f.value;

@@ -19,6 +19,11 @@ const cases: [string[], boolean][] = [
   [["on:state=online", "site=basel"], false],
   [["group=a,b"], true],
   [["site=zu=rich"], false],
+  // Inherited names of a plain object are not properties of a device.
+  [["constructor"], false],
+  [["toString"], false],
+  [["hasOwnProperty"], false],
+  [["constructor!=x"], true],
 ];
 
 for (const [filters, expected] of cases) {

@@ -11,7 +11,8 @@ import type { Share } from "../store/shares.ts";
 import { formatDeviceRef, parseDeviceRef } from "../protocol/names.ts";
 import { matches, parseFilters } from "../protocol/filter.ts";
 import { HttpError } from "./http.ts";
-import { type DeviceView, deviceView } from "./api.ts";
+import type { Device } from "../protocol/api.ts";
+import { deviceView } from "./device_view.ts";
 import type { RelayContext } from "./context.ts";
 
 /** A device the caller may see, and the share that lets it (null for its own). */
@@ -69,12 +70,12 @@ export function resolveOwn(ctx: RelayContext, key: KeyInfo, refText: string): De
 }
 
 /** Every device the key may see: its own, then those shared with its account. */
-export function visibleDevices(ctx: RelayContext, key: KeyInfo): DeviceView[] {
+export function visibleDevices(ctx: RelayContext, key: KeyInfo): Device[] {
   const props = ctx.store.props.ofAccount(key.accountId);
   const own = ctx.store.devices.list(key.accountId).map((d) =>
     deviceView(ctx.hub, d, props.get(d.rowid) ?? {})
   );
-  const shared = new Map<number, DeviceView>();
+  const shared = new Map<number, Device>();
   for (const share of ctx.store.shares.received(key.accountId)) {
     const ownerProps = ctx.store.props.ofAccount(share.ownerId);
     for (const d of ctx.store.devices.list(share.ownerId)) {

@@ -6,72 +6,22 @@
 import type { KeyInfo } from "../store/accounts.ts";
 import { ConflictError } from "../store/accounts.ts";
 import type { DeviceRecord } from "../store/devices.ts";
-import { idProblem } from "../protocol/names.ts";
-import { checkKeys, keyProblem, type PropChange, valueProblem } from "../protocol/props.ts";
+import {
+  parsePropsPatch,
+  parseRename,
+  type PropsResult,
+  type RenameResult,
+  type Whoami,
+} from "../protocol/api.ts";
+import type { PropChange } from "../protocol/props.ts";
 import { CloseCode } from "../transport/link.ts";
 import { HttpError, json, readJson } from "./http.ts";
-import type { Hub } from "./hub.ts";
 import type { RelayContext } from "./context.ts";
 import { resolveOwn, resolveVisible, visibleDevices } from "./access.ts";
+import { deviceView } from "./device_view.ts";
 
-/** A device as the API shows it. */
-export interface DeviceView {
-  id: string;
-  account: string;
-  /** How the caller names it: `id` for its own devices, `account.id` for shared ones. */
-  ref: string;
-  state: "online" | "offline";
-  since: string | null;
-  lastSeen: string | null;
-  ip: string | null;
-  version: string | null;
-  parent: string | null;
-  createdAt: string;
-  services: string[];
-  /** Host public keys of the sshd the device exposes, as `type base64`. */
-  hostKeys: string[];
-  /** User properties and the relay's read-only `on:` properties. */
-  props: Record<string, string>;
-}
-
-const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
-
-/** The API view of a stored device, with its live state from the hub. */
-export function deviceView(
-  hub: Hub,
-  d: DeviceRecord,
-  props: Record<string, string>,
-  viewerAccountId = d.accountId,
-): DeviceView {
-  const live = hub.get(d.rowid);
-  const view: DeviceView = {
-    id: d.name,
-    account: d.account,
-    ref: viewerAccountId === d.accountId ? d.name : `${d.account}.${d.name}`,
-    state: live ? "online" : "offline",
-    since: live ? iso(live.since) : null,
-    lastSeen: live ? new Date().toISOString() : iso(d.lastSeen),
-    ip: live ? live.ip : d.lastIp,
-    version: live?.info?.version ?? d.version,
-    parent: d.parent,
-    createdAt: new Date(d.createdAt).toISOString(),
-    services: live?.info?.services ?? d.services,
-    hostKeys: live?.info?.hostKeys ?? d.hostKeys,
-    props: {},
-  };
-  const on: Record<string, string | null> = {
-    "on:state": view.state,
-    "on:since": view.since,
-    "on:lastSeen": view.lastSeen,
-    "on:ip": view.ip,
-    "on:version": view.version,
-    "on:parent": view.parent,
-    "on:createdAt": view.createdAt,
-  };
-  for (const [k, v] of Object.entries(on)) if (v !== null) view.props[k] = v;
-  Object.assign(view.props, props);
-  return view;
-}
+// 256 values of 4 KiB as plain JSON; values of escaped characters must come in several requests.
+const MAX_PATCH_BODY = 2 * 1024 * 1024;
 
 /** GET /v1/devices: the devices the key's account owns or has been shared. */
 export function listDevices(ctx: RelayContext, key: KeyInfo): Response {
@@ -92,32 +42,17 @@ export async function patchProps(
   req: Request,
 ): Promise<Response> {
   const d = resolveOwn(ctx, key, ref);
-  const body = await readJson(req, 2 * 1024 * 1024); // 256 values of 4 KiB, as JSON
-  const set = body.set ?? {};
-  const rm = body.rm ?? [];
-  if (typeof set !== "object" || set === null || Array.isArray(set) || !Array.isArray(rm)) {
-    throw new HttpError(400, "props body must be {set: {KEY: VALUE}, rm: [KEY]}");
-  }
+  const { set, rm } = parsePropsPatch(await readJson(req, MAX_PATCH_BODY));
   const at = Date.now();
-  const changes: PropChange[] = [];
-  for (const [k, v] of Object.entries(set as Record<string, unknown>)) {
-    if (typeof v !== "string") {
-      throw new HttpError(400, `value of property "${k}" must be a string`);
-    }
-    const problem = keyProblem(k) ?? valueProblem(k, v);
-    if (problem) throw new HttpError(400, problem);
-    changes.push({ k, v, at });
-  }
-  try {
-    checkKeys(rm.map(String));
-  } catch (err) {
-    throw new HttpError(400, (err as Error).message);
-  }
-  for (const k of rm) changes.push({ k: String(k), v: null, at });
+  const changes: PropChange[] = [
+    ...Object.entries(set).map(([k, v]) => ({ k, v, at })),
+    ...rm.map((k) => ({ k, v: null, at })),
+  ];
   const { applied, rejected } = ctx.store.props.applyAll(d.rowid, changes);
   if (rejected) throw new HttpError(400, rejected);
   announceProps(ctx, d, applied, "client");
-  return json({ id: d.name, props: ctx.store.props.present(d.rowid) });
+  const result: PropsResult = { id: d.name, props: ctx.store.props.present(d.rowid) };
+  return json(result);
 }
 
 /** Logs a props event and pushes applied changes to the device if it is online. */
@@ -135,7 +70,7 @@ export function announceProps(
   if (origin === "client") ctx.hub.get(d.rowid)?.pushProps(applied);
 }
 
-/** POST /v1/devices/REF/rename `{name}`. */
+/** POST /v1/devices/REF/rename `{name}`; an online device's session takes the new name. */
 export async function renameDevice(
   ctx: RelayContext,
   key: KeyInfo,
@@ -143,19 +78,19 @@ export async function renameDevice(
   req: Request,
 ): Promise<Response> {
   const d = resolveOwn(ctx, key, ref);
-  const body = await readJson(req, 4096);
-  const name = typeof body.name === "string" ? body.name : "";
-  const problem = idProblem(name);
-  if (problem) throw new HttpError(400, problem);
+  const { name } = parseRename(await readJson(req, 4096));
   try {
-    ctx.store.devices.rename(d.rowid, d.accountId, name.toLowerCase());
+    ctx.store.devices.rename(d.rowid, d.accountId, name);
   } catch (err) {
     if (err instanceof ConflictError) throw new HttpError(409, err.message);
     throw err;
   }
-  ctx.hub.get(d.rowid)?.renamed(name.toLowerCase());
-  ctx.events.emit(d.accountId, name.toLowerCase(), "renamed", { from: d.name });
-  return json({ id: name.toLowerCase(), from: d.name });
+  const session = ctx.hub.get(d.rowid);
+  session?.renamed(name);
+  for (const t of session?.streams() ?? []) t.info.deviceName = name; // re-checked by shares
+  ctx.events.emit(d.accountId, name, "renamed", { from: d.name });
+  const result: RenameResult = { id: name, from: d.name };
+  return json(result);
 }
 
 /** DELETE /v1/devices/REF[?force=1]: refused while online unless forced. */
@@ -173,5 +108,6 @@ export function removeDevice(ctx: RelayContext, key: KeyInfo, ref: string, force
 
 /** GET /v1/whoami: the key's account, id and role. */
 export function whoami(key: KeyInfo): Response {
-  return json({ account: key.account, keyId: key.id, role: key.role });
+  const who: Whoami = { account: key.account, keyId: key.id, role: key.role };
+  return json(who);
 }

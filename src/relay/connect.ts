@@ -9,17 +9,20 @@
  * HTTP refusal with its sentence.
  */
 import { MAX_FRAME_SIZE, ResetCode, SUBPROTOCOL } from "../protocol/frame.ts";
-import { keyProblem, valueProblem } from "../protocol/props.ts";
 import { serviceProblem } from "../protocol/names.ts";
+import { fingerprintProblem } from "../protocol/api.ts";
 import { Upgrade } from "../transport/http_server.ts";
 import { log } from "../shared/log.ts";
 import { ago } from "../cli/output.ts";
 import { checkProtocol, HttpError, isUpgrade } from "./http.ts";
-import { DeviceSession, helloFrame, propsStateFrames } from "./device_session.ts";
+import { DeviceSession } from "./device_session.ts";
 import { RelayStream } from "./tunnel.ts";
-import { announceProps, deviceView } from "./api.ts";
+import { deviceView } from "./device_view.ts";
+import { greeting, handleDaemonMessage } from "./device_control.ts";
 import { resolveVisible, shareAllowsService } from "./access.ts";
 import type { RequestAudit } from "./audit.ts";
+import type { KeyInfo } from "../store/accounts.ts";
+import type { DeviceRecord } from "../store/devices.ts";
 import { cloneRefusal } from "./enroll.ts";
 import type { RelayContext } from "./context.ts";
 
@@ -38,16 +41,17 @@ const DEVICE_MAX_QUEUED = 64 * 1024 * 1024;
 // A client link carries one stream: a window of data plus a little control traffic.
 const CLIENT_MAX_QUEUED = 4 * 1024 * 1024;
 
-/** GET /v1/device: a daemon's link, authenticated by its own credential. */
+/** GET /v1/device: a daemon's link, authenticated by its own credential (by the router). */
 export function deviceLink(
   ctx: RelayContext,
   req: Request,
   ip: string,
-  audit: RequestAudit,
+  device: DeviceRecord,
 ): Upgrade {
-  checkProtocol(req);
-  const device = ctx.auth.device(req, ip, audit);
   const fingerprint = req.headers.get("x-od-fingerprint");
+  if (fingerprint !== null && fingerprintProblem(fingerprint)) {
+    throw new HttpError(400, fingerprintProblem(fingerprint)!);
+  }
   if (fingerprint && device.fingerprint && fingerprint !== device.fingerprint) {
     throw cloneRefusal(device);
   }
@@ -57,8 +61,7 @@ export function deviceLink(
   }
   // Built before the upgrade: whatever a stored value looks like, encoding fails here or not
   // at all, and the device learns its identity and properties in the 101's write.
-  const props = [...ctx.store.props.load(device.rowid)].map(([k, p]) => ({ k, ...p }));
-  const first = [helloFrame(device, ctx.keepaliveS), ...propsStateFrames(props, true)];
+  const first = greeting(ctx, device);
   return new Upgrade({
     protocol: SUBPROTOCOL,
     maxMessage: MAX_FRAME_SIZE,
@@ -69,19 +72,7 @@ export function deviceLink(
         ip,
         limits: ctx.limits,
         hooks: {
-          onInfo(s, info) {
-            ctx.store.devices.setInfo(s.record.rowid, info);
-          },
-          onProps(s, changes) {
-            const valid = changes.filter((c) =>
-              keyProblem(c.k) === null && (c.v === null || valueProblem(c.k, c.v) === null)
-            );
-            const { applied, rejected } = ctx.store.props.apply(s.record.rowid, valid);
-            announceProps(ctx, s.record, applied, "device");
-            const refused = new Set([...rejected.map((c) => c.k)]);
-            for (const c of changes) if (!valid.includes(c)) refused.add(c.k);
-            return [...refused];
-          },
+          onMessage: (s, message) => handleDaemonMessage(ctx, s, message),
           onClose(s, code, reason) {
             if (!ctx.hub.detach(s)) return;
             ctx.store.devices.markSeen(s.record.rowid, { at: Date.now() });
@@ -122,20 +113,17 @@ function refusalStatus(code: number): number {
   }
 }
 
-/** GET /v1/tunnel?device=DEV&service=NAME: one client tunnel. */
+/** GET /v1/tunnel?device=DEV&service=NAME: one client tunnel, for a key the router checked. */
 export async function tunnel(
   ctx: RelayContext,
   req: Request,
-  ip: string,
   audit: RequestAudit,
+  key: KeyInfo,
 ): Promise<Upgrade> {
-  checkProtocol(req);
+  const ip = audit.ip;
   const params = new URL(req.url).searchParams;
   const deviceParam = params.get("device") ?? "";
   const service = params.get("service") ?? "";
-  audit.device = deviceParam.toLowerCase().slice(0, 120);
-  audit.service = service.slice(0, 40);
-  const key = ctx.auth.key(req, ip, ["client", "full"], audit);
   if (serviceProblem(service)) throw new HttpError(400, serviceProblem(service)!);
   const { record, share } = resolveVisible(ctx, key, deviceParam);
   audit.ownerId = record.accountId;

@@ -5,7 +5,6 @@
  */
 import {
   decodeFrame,
-  encodeControl,
   encodeOpen,
   encodePing,
   FrameType,
@@ -14,8 +13,14 @@ import {
 } from "../protocol/frame.ts";
 import { CloseCode, type FrameLink } from "../transport/link.ts";
 import type { DeviceRecord } from "../store/devices.ts";
-import { type DeviceInfo, parseInfo, parsePropsMessage } from "../protocol/control.ts";
-import type { PropChange, PropValue } from "../protocol/props.ts";
+import {
+  type DaemonMessage,
+  type DeviceInfo,
+  encodePropsState,
+  encodeRelayMessage,
+  parseDaemonMessage,
+} from "../protocol/control.ts";
+import type { PropChange } from "../protocol/props.ts";
 import type { DeviceSide, RelayStream } from "./tunnel.ts";
 
 /** Limits a device link is held to. */
@@ -26,52 +31,16 @@ export interface SessionLimits {
 
 /** Callbacks from a session to the relay. */
 export interface SessionHooks {
-  onInfo(session: DeviceSession, info: DeviceInfo): void;
-  /** Applies property changes made on the device; returns the keys that were rejected. */
-  onProps(session: DeviceSession, changes: PropChange[]): string[];
+  /** Acts on a validated CONTROL message from the daemon (see device_control.ts). */
+  onMessage(session: DeviceSession, message: DaemonMessage): void;
   onClose(session: DeviceSession, code: number, reason: string): void;
 }
-
 // Each CONTROL message may write to the store; a device gets a burst of 200 and then 50 a
 // second, far above what a daemon sends, far below what would load the disk.
 const CONTROL_BURST = 200;
 const CONTROL_PER_SECOND = 50;
 // A daemon reports itself right after connecting; a peer that does not is not a daemon.
 const INFO_TIMEOUT_MS = 10_000;
-
-/** The relay's greeting: the device's identity, the relay's clock and keepalive period. */
-export function helloFrame(record: DeviceRecord, keepaliveS: number): Uint8Array {
-  return encodeControl({
-    t: "hello",
-    device: record.name,
-    account: record.account,
-    now: Date.now(),
-    keepalive: keepaliveS,
-  });
-}
-
-/**
- * Property values for the daemon as `props-state` messages: `full` replaces its copy (sent on
- * each connect), otherwise they are changes made by clients. Batches are split by their
- * encoded size, measured, never estimated: a batch that does not fit a frame is halved.
- */
-export function propsStateFrames(changes: PropChange[], full: boolean): Uint8Array[] {
-  const frames: Uint8Array[] = [];
-  const encode = (part: PropChange[], first: boolean, last: boolean) => {
-    const props: Record<string, PropValue> = {};
-    for (const c of part) props[c.k] = { v: c.v, at: c.at };
-    try {
-      frames.push(encodeControl({ t: "props-state", full: full && first, last, props }));
-    } catch (err) {
-      if (!(err instanceof RangeError) || part.length < 2) throw err;
-      const half = Math.ceil(part.length / 2);
-      encode(part.slice(0, half), first, false);
-      encode(part.slice(half), false, last);
-    }
-  };
-  encode(changes, true, true);
-  return frames;
-}
 
 /** A connected device. */
 export class DeviceSession implements DeviceSide {
@@ -114,14 +83,18 @@ export class DeviceSession implements DeviceSide {
     };
   }
 
-  /** Sends property values to the daemon: changes made by clients while it is online. */
+  /**
+   * Sends property values changed by clients to the daemon, split into frames by their encoded
+   * size (see encodePropsState).
+   */
   pushProps(changes: PropChange[]): void {
-    for (const frame of propsStateFrames(changes, false)) this.link.send(frame);
+    for (const frame of encodePropsState(changes, false)) this.link.send(frame);
   }
 
-  /** Tells the daemon its new id after a rename. */
+  /** Takes the device's new id after a rename and tells the daemon. */
   renamed(name: string): void {
-    this.link.send(encodeControl({ t: "renamed", device: name }));
+    this.record.name = name; // events, logs and the store watcher use the live session's name
+    this.link.send(encodeRelayMessage({ t: "renamed", device: name }));
   }
 
   /** Number of streams open now. */
@@ -201,14 +174,9 @@ export class DeviceSession implements DeviceSide {
       this.link.close(CloseCode.LIMIT, "too many control messages");
       return;
     }
-    if (message.t === "info") {
-      this.info = parseInfo(message);
-      this.#hooks.onInfo(this, this.info);
-    } else if (message.t === "props") {
-      const { seq, changes } = parsePropsMessage(message);
-      const rejected = this.#hooks.onProps(this, changes);
-      this.link.send(encodeControl({ t: "props-ack", seq, rejected }));
-    }
-    // Unknown control messages are ignored so newer daemons can add some.
+    // Malformed messages throw ProtocolError, which closes this link only; unknown ones are
+    // skipped so newer daemons can add some.
+    const parsed = parseDaemonMessage(message);
+    if (parsed) this.#hooks.onMessage(this, parsed);
   }
 }

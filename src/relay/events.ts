@@ -4,9 +4,7 @@
  */
 import type { Store } from "../store/store.ts";
 import type { EventRecord } from "../store/events.ts";
-
-/** Event types, as `od events --type` takes them. */
-export const EVENT_TYPES = ["state", "props", "clone", "enrolled", "renamed", "removed"] as const;
+import type { Event, EventType } from "../protocol/api.ts";
 
 /** A live subscription. */
 export interface Subscriber {
@@ -17,8 +15,9 @@ export interface Subscriber {
 }
 
 /** The public JSON form of an event. */
-export function eventView(e: EventRecord) {
-  return { id: e.id, at: new Date(e.at).toISOString(), device: e.device, type: e.type, ...e.data };
+export function eventView(e: EventRecord): Event {
+  const at = new Date(e.at).toISOString();
+  return { id: e.id, at, device: e.device, type: e.type as EventType, ...e.data };
 }
 
 /** Appends events and fans them out. */

@@ -7,7 +7,8 @@
 import type { KeyInfo } from "../store/accounts.ts";
 import { normalizeId } from "../protocol/names.ts";
 import { HttpError } from "./http.ts";
-import { EVENT_TYPES, eventView } from "./events.ts";
+import { eventView } from "./events.ts";
+import { EVENT_TYPES } from "../protocol/api.ts";
 import type { RelayContext } from "./context.ts";
 import type { EventRecord } from "../store/events.ts";
 

@@ -4,24 +4,28 @@
  * once.
  */
 import type { KeyInfo } from "../store/accounts.ts";
-import { KEY_ROLES, type KeyRole } from "../protocol/keys.ts";
-import { normalizeDeviceArg, normalizeId } from "../protocol/names.ts";
-import { parseFilters } from "../protocol/filter.ts";
-import { serviceProblem } from "../protocol/names.ts";
+import {
+  type AddedKey,
+  type ApiKey,
+  auditView,
+  parseKeyAdd,
+  parseShareAdd,
+  type Revoked,
+  type Share as ApiShare,
+} from "../protocol/api.ts";
 import { ResetCode } from "../protocol/frame.ts";
 import { HttpError, json, readJson } from "./http.ts";
 import type { RelayContext } from "./context.ts";
 import type { RequestAudit } from "./audit.ts";
 import { shareAllowsService, shareCovers } from "./access.ts";
 import type { Share } from "../store/shares.ts";
-import { auditView } from "../cli/audit_table.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** GET /v1/keys: the account's keys, never their secrets. */
 export function listKeys(ctx: RelayContext, key: KeyInfo): Response {
   return json(
-    ctx.store.accounts.listKeys(key.account).map((k) => ({
+    ctx.store.accounts.listKeys(key.account).map((k): ApiKey => ({
       id: k.id,
       role: k.role,
       label: k.label,
@@ -34,13 +38,11 @@ export function listKeys(ctx: RelayContext, key: KeyInfo): Response {
 
 /** POST /v1/keys `{role, label}`: a new key, shown once in the response. */
 export async function addKey(ctx: RelayContext, key: KeyInfo, req: Request, audit: RequestAudit) {
-  const body = await readJson(req, 4096);
-  const role = body.role as KeyRole;
-  if (!KEY_ROLES.includes(role)) throw new HttpError(400, `role must be ${KEY_ROLES.join(", ")}`);
-  const label = typeof body.label === "string" ? body.label.slice(0, 200) : "";
+  const { role, label } = parseKeyAdd(await readJson(req, 4096));
   const added = ctx.store.accounts.addKey(key.account, role, label);
   ctx.audit.record(audit, "ok", { reason: `added ${role} key ${added.id}` });
-  return json({ id: added.id, account: key.account, role, key: added.key }, 201);
+  const result: AddedKey = { id: added.id, account: key.account, role, key: added.key };
+  return json(result, 201);
 }
 
 /** DELETE /v1/keys/ID: revokes one of the account's keys and closes its tunnels. */
@@ -52,10 +54,11 @@ export function revokeKey(ctx: RelayContext, key: KeyInfo, id: string, audit: Re
   ctx.store.accounts.revokeKey(id);
   const closed = ctx.hub.closeTunnels((t) => t.info.keyId === id, "the key was revoked");
   ctx.audit.record(audit, "ok", { reason: `revoked key ${id}; closed ${closed} tunnels` });
-  return json({ revoked: id, tunnelsClosed: closed });
+  const result: Revoked = { revoked: id, tunnelsClosed: closed };
+  return json(result);
 }
 
-function shareView(s: Share) {
+function shareView(s: Share): ApiShare {
   return {
     id: s.id,
     owner: s.owner,
@@ -72,29 +75,10 @@ export function listShares(ctx: RelayContext, key: KeyInfo): Response {
   return json(ctx.store.shares.involving(key.accountId).map(shareView));
 }
 
-function parseShareBody(body: Record<string, unknown>) {
-  try {
-    const grantee = normalizeId(String(body.account ?? ""), "account name");
-    const device = body.device == null ? null : normalizeDeviceArg(String(body.device));
-    const filters = Array.isArray(body.filters) ? body.filters.map(String) : [];
-    parseFilters(filters);
-    const services = Array.isArray(body.services) ? body.services.map(String) : [];
-    for (const s of services) if (serviceProblem(s)) throw new RangeError(serviceProblem(s)!);
-    if (device !== null && filters.length > 0) {
-      throw new RangeError("give a device or filters, not both");
-    }
-    if (device !== null && device.includes(".")) {
-      throw new RangeError("share only your own devices");
-    }
-    return { grantee, device, filters, services };
-  } catch (err) {
-    throw new HttpError(400, (err as Error).message);
-  }
-}
-
 /** POST /v1/shares `{account, device?, filters?, services?}`: shares devices with an account. */
 export async function addShare(ctx: RelayContext, key: KeyInfo, req: Request, audit: RequestAudit) {
-  const { grantee, device, filters, services } = parseShareBody(await readJson(req, 16 * 1024));
+  const body = parseShareAdd(await readJson(req, 16 * 1024));
+  const { account: grantee, device, filters, services } = body;
   const granteeId = ctx.store.accounts.find(grantee);
   if (granteeId === null) throw new HttpError(404, `account "${grantee}" does not exist`);
   if (granteeId === key.accountId) throw new HttpError(400, "an account cannot share with itself");
@@ -133,25 +117,39 @@ export function removeShare(ctx: RelayContext, key: KeyInfo, id: number, audit: 
     ResetCode.REFUSED,
   );
   ctx.audit.record(audit, "ok", { reason: `removed share ${id}; closed ${closed} tunnels` });
-  return json({ removed: id, tunnelsClosed: closed });
+  const result: Revoked = { removed: id, tunnelsClosed: closed };
+  return json(result);
 }
 
-/** GET /v1/audit?device=&since=: the account's audit rows (as actor or device owner). */
+/** Most audit rows one request returns. */
+const MAX_AUDIT_ROWS = 100_000;
+
+/** Parses `limit`: an integer from 1 to MAX_AUDIT_ROWS; absent means the maximum. */
+function parseLimit(value: string | null): number {
+  if (value === null) return MAX_AUDIT_ROWS;
+  const n = /^\d{1,9}$/.test(value) ? Number(value) : NaN;
+  if (!(n >= 1 && n <= MAX_AUDIT_ROWS)) {
+    throw new HttpError(400, `limit must be a whole number from 1 to ${MAX_AUDIT_ROWS}`);
+  }
+  return n;
+}
+
+/** GET /v1/audit?device=&since=&limit=: the account's audit rows (as actor or device owner). */
 export function listAudit(ctx: RelayContext, key: KeyInfo, params: URLSearchParams): Response {
   const since = params.get("since");
   const sinceMs = since === null
     ? undefined
-    : /^\d+$/.test(since)
+    : /^\d{1,16}$/.test(since)
     ? Number(since)
     : Date.parse(since);
   if (sinceMs !== undefined && !Number.isFinite(sinceMs)) {
-    throw new HttpError(400, `since "${since}" is not a time`);
+    throw new HttpError(400, `since "${since?.slice(0, 40)}" is not a time`);
   }
   const rows = ctx.store.audit.query({
     accountId: key.accountId,
     device: params.get("device") ?? undefined,
     since: sinceMs,
-    limit: Math.min(Number(params.get("limit") ?? 10_000) || 10_000, 100_000),
+    limit: parseLimit(params.get("limit")),
   });
   return json(rows.map(auditView));
 }

@@ -54,6 +54,7 @@ const SWEEP_MS = 1_000; // one pass over all links finds the silent ones; no tim
 /** Starts a relay; resolves when it is listening. */
 export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
   const store = Store.open(options.dataDir);
+  store.props.repair(); // bounds of issue 9 on a store written before them
   const hub = new Hub();
   const auth = new Authenticator(store, new FailureLimiter());
   const limits: RelayLimits = {

@@ -18,7 +18,7 @@ function safeEnv(name: string): string | undefined {
 }
 
 function parseLevel(v: string | undefined): Level | null {
-  return v && v in ORDER ? (v as Level) : null;
+  return v && Object.hasOwn(ORDER, v) ? (v as Level) : null;
 }
 
 /** Sets the lowest level that is printed. */

@@ -1,6 +1,19 @@
-/** Device properties, last write wins per key (see src/protocol/props.ts). */
+/**
+ * Device properties, last write wins per key (see src/protocol/props.ts for the rules). Rows
+ * per device are bounded: at most MAX_PROPS live keys and MAX_TOMBSTONES removals. A removal of
+ * a key that is not present stores nothing, and when a removal would keep more tombstones than
+ * that, the oldest are deleted in the same transaction. Every write loads the device's rows
+ * once (at most MAX_PROPS + MAX_TOMBSTONES) and touches only the keys that change.
+ */
 import type { DatabaseSync } from "node:sqlite";
-import { MAX_PROPS, mergeChanges, type PropChange, type PropValue } from "../protocol/props.ts";
+import {
+  MAX_PROPS,
+  MAX_TOMBSTONES,
+  mergeChanges,
+  type MergeResult,
+  type PropChange,
+  type PropValue,
+} from "../protocol/props.ts";
 import { statement, transaction } from "./db.ts";
 
 /** Queries on properties. */
@@ -41,7 +54,7 @@ export class Props {
   }
 
   /** Applies changes by last write per key in one transaction; returns what took effect. */
-  apply(deviceRowid: number, changes: PropChange[], limit = MAX_PROPS) {
+  apply(deviceRowid: number, changes: PropChange[], limit = MAX_PROPS): MergeResult {
     return transaction(this.#db, () => {
       const current = this.load(deviceRowid);
       const result = mergeChanges(current, changes, limit);
@@ -51,7 +64,12 @@ export class Props {
          ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value,
          updated_at = excluded.updated_at`,
       );
-      for (const c of result.applied) upsert.run(deviceRowid, c.k, c.v, c.at);
+      for (const k of new Set(result.applied.map((c) => c.k))) {
+        const p = current.get(k); // absent if it was a removal whose tombstone was dropped
+        if (p) upsert.run(deviceRowid, k, p.v, p.at);
+      }
+      const remove = statement(this.#db, "DELETE FROM props WHERE device_id = ? AND key = ?");
+      for (const k of result.dropped) remove.run(deviceRowid, k);
       return result;
     });
   }
@@ -80,5 +98,28 @@ export class Props {
       statement(this.#db, "DELETE FROM props WHERE value IS NULL AND updated_at < ?").run(before)
         .changes,
     );
+  }
+
+  /**
+   * Repairs a store written by a relay before the bounds above, once at start-up: forgets
+   * removals beyond MAX_TOMBSTONES per device, oldest first (a removal flood once left millions
+   * of rows), and brings times later than `now` back to `now` (a far-future time froze its key).
+   * Returns the number of rows changed.
+   */
+  repair(now = Date.now()): number {
+    return transaction(this.#db, () => {
+      const excess = statement(
+        this.#db,
+        `DELETE FROM props WHERE value IS NULL AND (device_id, key) IN (
+           SELECT device_id, key FROM (
+             SELECT device_id, key, row_number() OVER (
+               PARTITION BY device_id ORDER BY updated_at DESC) AS n
+             FROM props WHERE value IS NULL)
+           WHERE n > ?)`,
+      ).run(MAX_TOMBSTONES).changes;
+      const future = statement(this.#db, "UPDATE props SET updated_at = ? WHERE updated_at > ?")
+        .run(now, now).changes;
+      return Number(excess) + Number(future);
+    });
   }
 }

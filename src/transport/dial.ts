@@ -89,6 +89,7 @@ function unreachable(target: RelayTarget, err: unknown): RelayError {
     if (e.cause instanceof Error) detail = e.cause.message;
   }
   const proxy = proxyFor(new URL(target.url));
+  const tls = new URL(target.url).protocol === "https:";
   const cause = proxy && /unsuccessful tunnel/i.test(detail)
     ? `the proxy ${proxy.host} refused to open a tunnel (${
       proxy.username
@@ -97,7 +98,9 @@ function unreachable(target: RelayTarget, err: unknown): RelayError {
     })`
     : /refused/i.test(detail)
     ? "connection refused"
-    : target.url.startsWith("https:") && /certificate|UnknownIssuer|tls/i.test(detail)
+    : /closed during the handshake/i.test(detail)
+    ? "the relay closed the connection during the handshake"
+    : tls && /certificate|UnknownIssuer|tls/i.test(detail) // never for http://
     ? `TLS failed (${detail.replace(/^.*?: /, "")}); pass the relay's CA with --ca or OD_CA`
     : /dns|lookup|resolve/i.test(detail)
     ? "host name not found"

@@ -1,13 +1,14 @@
 /**
- * The daemon's state directory: `state.json` (mode 0600) holds the relay URL, the device's own
- * credential and its id once enrolled, plus the options later runs reuse, so that after the first
- * run `od daemon --state DIR` is enough.
+ * A device's state directory, read by the daemon and by `od props` on the device: `state.json`
+ * (mode 0600) holds the relay URL, the device's own credential and its id once enrolled, plus
+ * the options later runs reuse, so that after the first run `od daemon --state DIR` is enough.
  *
  * Writes are atomic and durable: a temporary file is written and fsynced, renamed over the old
  * one, and the directory fsynced, so a daemon killed or losing power at any moment leaves either
  * the old state or the new one, never a torn file.
  */
 import { OdError } from "../shared/errors.ts";
+import { writeAtomic } from "./files.ts";
 
 /** What the state file holds. */
 export interface DaemonState {
@@ -77,32 +78,8 @@ export function loadState(dir: string): DaemonState | null {
 export function saveState(dir: string, state: DaemonState): void {
   try {
     Deno.mkdirSync(dir, { recursive: true, mode: 0o700 });
-    const tmp = `${dir}/.${FILE}.${crypto.randomUUID()}.tmp`;
-    const file = Deno.openSync(tmp, { write: true, createNew: true, mode: 0o600 });
-    try {
-      const bytes = new TextEncoder().encode(JSON.stringify(state, null, 2) + "\n");
-      let off = 0;
-      while (off < bytes.length) off += file.writeSync(bytes.subarray(off));
-      file.syncSync();
-    } finally {
-      file.close();
-    }
-    Deno.renameSync(tmp, `${dir}/${FILE}`);
-    syncDir(dir);
+    writeAtomic(`${dir}/${FILE}`, JSON.stringify(state, null, 2) + "\n");
   } catch (err) {
     throw new OdError(`cannot write state in ${dir}: ${(err as Error).message}`, { cause: err });
-  }
-}
-
-function syncDir(dir: string): void {
-  try {
-    const d = Deno.openSync(dir, { read: true });
-    try {
-      d.syncSync();
-    } finally {
-      d.close();
-    }
-  } catch {
-    // some filesystems cannot fsync a directory; the rename is still atomic
   }
 }
