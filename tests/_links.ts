@@ -1,7 +1,7 @@
 /**
  * Fixtures for measuring od across an emulated link (scripts/linkem.ts): a relay, and a daemon
  * whose one link to the relay crosses the emulator; on the device side an echo server, an
- * endless bulk source and a fixed-size source. The same link carries direct TCP connections
+ * endless bulk source, a fixed-size source and a sink. The same link carries direct TCP connections
  * from the relay side to those servers, the baseline od is compared with.
  *
  * Measurements: keystroke-sized (1-byte) echo round trips while a bulk download runs, through
@@ -44,17 +44,40 @@ export interface LinkFleet extends AsyncDisposable {
   daemon: Proc;
   /** Environment for od clients of the relay. */
   env: Record<string, string>;
-  /** Device-side servers: `echo`, endless `bulk`, and `blob` of `blobBytes` bytes. */
-  servers: { echo: LocalServer; bulk: LocalServer; blob: LocalServer & { data: Uint8Array } };
+  /** Device-side servers: `echo`, endless `bulk`, `blob` of `blobBytes` bytes and `sink`; the
+   * emulator maps each (and every extra service) under the same name in `emu.ports`. */
+  servers: {
+    echo: LocalServer;
+    bulk: LocalServer;
+    blob: LocalServer & { data: Uint8Array };
+    sink: SinkServer;
+  };
   /** The link as started. */
   link: LinkOptions;
+  /** A temporary directory for this fleet's files, removed on dispose. */
+  dir: string;
+}
+
+/** What else a link fleet carries besides the echo and the sources. */
+export interface LinkFleetOptions {
+  /** Size of the `blob` service's download (default 16 MiB). */
+  blobBytes?: number;
+  /** More device-side services by name and port, mapped across the link like the others. */
+  services?: Record<string, number>;
+  /** Relay-side servers by name and port, reachable from the device side across the link. */
+  toRelay?: Record<string, number>;
+  /** Extra `od daemon` arguments, e.g. `--host-key`. */
+  daemonArgs?: string[];
 }
 
 /**
  * Starts the relay, the emulator with `link`, the device-side servers and a daemon exposing
- * them as services `echo`, `bulk` and `blob` through the emulated link.
+ * them as services `echo`, `bulk`, `blob` and `sink` (and `options.services`) through the emulated link.
  */
-export async function startLinkFleet(link: LinkOptions, blobBytes = 16 * MiB): Promise<LinkFleet> {
+export async function startLinkFleet(
+  link: LinkOptions,
+  options: LinkFleetOptions = {},
+): Promise<LinkFleet> {
   const stack = new AsyncDisposableStack();
   try {
     const dir = stack.use(await tempDir("od-links-"));
@@ -63,12 +86,20 @@ export async function startLinkFleet(link: LinkOptions, blobBytes = 16 * MiB): P
     const servers = {
       echo: stack.use(echoServer()),
       bulk: stack.use(sourceServer(ENDLESS)),
-      blob: stack.use(sourceServer(blobBytes)),
+      blob: stack.use(sourceServer(options.blobBytes ?? 16 * MiB)),
+      sink: stack.use(sinkServer()),
+    };
+    const services = {
+      echo: servers.echo.port,
+      bulk: servers.bulk.port,
+      blob: servers.blob.port,
+      sink: servers.sink.port,
+      ...options.services,
     };
     const emu = stack.use(
       await startLinkem(link, {
-        toRelay: { relay: relay.port },
-        toDevice: { echo: servers.echo.port, bulk: servers.bulk.port, blob: servers.blob.port },
+        toRelay: { ...options.toRelay, relay: relay.port },
+        toDevice: services,
       }),
     );
     const viaLink = { ...relay, url: `http://127.0.0.1:${emu.ports.relay}` };
@@ -77,7 +108,8 @@ export async function startLinkFleet(link: LinkOptions, blobBytes = 16 * MiB): P
         key: keys.deviceKey,
         id: DEVICE,
         stateDir: `${dir}/state`,
-        services: { echo: servers.echo.port, bulk: servers.bulk.port, blob: servers.blob.port },
+        services,
+        extraArgs: options.daemonArgs,
       }),
     );
     const env = clientEnv(relay, keys.clientKey, `${dir}/config`);
@@ -89,12 +121,63 @@ export async function startLinkFleet(link: LinkOptions, blobBytes = 16 * MiB): P
       env,
       servers,
       link,
+      dir,
       [Symbol.asyncDispose]: () => moved.disposeAsync(),
     };
   } catch (err) {
     await stack.disposeAsync();
     throw err;
   }
+}
+
+/** A device-side server that drops what it reads, counting bytes per connection. */
+export interface SinkServer extends AsyncDisposable {
+  port: number;
+  /** Bytes read so far on each connection accepted, in order of acceptance. */
+  counts(): number[];
+}
+
+/** Starts a SinkServer on 127.0.0.1. */
+export function sinkServer(): SinkServer {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const counts: number[] = [];
+  const conns = new Set<Deno.Conn>();
+  const tasks = new Set<Promise<void>>();
+  const accepting = (async () => {
+    for await (const conn of listener) {
+      const i = counts.push(0) - 1;
+      conns.add(conn);
+      const task = (async () => {
+        const buf = new Uint8Array(256 * 1024);
+        for (let n; (n = await conn.read(buf)) !== null;) counts[i] += n;
+      })().catch(() => {}).finally(() => {
+        conns.delete(conn);
+        tasks.delete(task);
+        try {
+          conn.close();
+        } catch {
+          // closed by dispose
+        }
+      });
+      tasks.add(task);
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    counts: () => [...counts],
+    async [Symbol.asyncDispose]() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch {
+          // closed
+        }
+      }
+      await accepting;
+      await Promise.all(tasks);
+    },
+  };
 }
 
 /** A 1-byte echo over one TCP connection to `port` (through the emulator: direct). */
@@ -158,14 +241,22 @@ export function odEcho(env: Record<string, string>, service = "echo"): Promise<E
 }
 
 /** A download through `od pipe DEVICE SERVICE`, counted and dropped, until disposed. */
-export function odBulk(env: Record<string, string>, service = "bulk"): Promise<Bulk> {
+export function odBulk(
+  env: Record<string, string>,
+  service = "bulk",
+): Promise<Bulk & { failure(): string | null }> {
   const proc = new Proc("od pipe bulk", ["pipe", DEVICE, service], { env, stdout: "piped" });
   let received = 0;
+  let failure: string | null = null;
+  proc.status.then(({ code }) => {
+    if (code !== 0) failure = proc.stderr.trim() || `od pipe exited ${code}`;
+  });
   const reading = (async () => {
     for await (const chunk of proc.child.stdout) received += chunk.length;
   })().catch(() => {});
   return Promise.resolve({
     received: () => received,
+    failure: () => failure,
     async [Symbol.asyncDispose]() {
       await proc.stop();
       await reading;
