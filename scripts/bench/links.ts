@@ -44,6 +44,9 @@ const ECHO_PLAN = { samples: 200, maxMs: 5000, settleBytes: (ECHO_LINK.rate / 8)
 const IDLE_SAMPLES = 20;
 const ECHO_GOAL_MS = 30; // od's p99 may exceed the direct p99 by this much (issue 15)
 const LONG_GOAL = 0.9; // od ssh keeps this share of direct ssh on the long link
+// On the fast link od ssh ran at 0.96–0.97 x direct ssh before issue 15's flow control (three
+// runs, README); "no slower than before" allows for that spread.
+const FAST_FLOOR = 0.94;
 // Downloads sized for 5–10 s: 48 MiB is 4 s at 100 Mbit/s; 768 MiB is 6.5 s at 1 Gbit/s.
 const LONG_BYTES = 48 * MiB;
 const FAST_BYTES = 768 * MiB;
@@ -220,8 +223,8 @@ async function downloadFigures(fleet: LinkFleet, sshd: Sshd, ticks: number) {
   }));
   const fast = await sshFigures(fleet, paths, FAST_LINK, "1 Gbit/s, 1 ms", FAST_BYTES, ticks);
   emit(figure("links_ssh_download_fast_od", fast.od, "MiB/s", "direct_ssh_fast", fast.direct, {
-    target: "no slower than before issue 15's flow control (README)",
-    meets: () => true, // the ratio recorded in the README before the change is the yardstick
+    target: `>= ${FAST_FLOOR} x direct ssh (no slower than before issue 15's flow control)`,
+    meets: (_, ratio) => ratio >= FAST_FLOOR,
   }));
 }
 

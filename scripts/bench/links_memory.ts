@@ -86,8 +86,10 @@ async function downloads(fleet: LinkFleet) {
 
 /** Figure 3: relay RSS with STREAMS bulk streams each way, next to its idle RSS. */
 export async function linkMemory(fleet: LinkFleet): Promise<void> {
-  for (const [way, run] of [["uploads", uploads], ["downloads", downloads]] as const) {
-    const idle = { relay: rssKiB(fleet.relay.proc.pid), daemon: rssKiB(fleet.daemon.pid) };
+  // Idle once, before both: a Deno process seldom gives its heap back, so after one run the
+  // "idle" figure would hold that run's peak. Downloads go first: the relay holds little then.
+  const idle = { relay: rssKiB(fleet.relay.proc.pid), daemon: rssKiB(fleet.daemon.pid) };
+  for (const [way, run] of [["downloads", downloads], ["uploads", uploads]] as const) {
     const got = await run(fleet);
     progress(
       `${STREAMS} ${way} on ${fleet.link.rate / 1e6} Mbit/s, ${got.opened} of them moving: ` +
