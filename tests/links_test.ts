@@ -29,7 +29,7 @@ const fmt = (xs: number[]) =>
 Deno.test("a keystroke-sized echo under a bulk transfer stays below a bound that a fixed 1 MiB window fails", async () => {
   const link = { rate: 8e6, delayMs: 20, queue: 100 };
   const rtt = 2 * link.delayMs;
-  await using fleet = await startLinkFleet(link, MiB);
+  await using fleet = await startLinkFleet(link, { blobBytes: MiB });
   // 0.5 s of the link's bytes: queues everywhere on the path have filled by then.
   const plan = { samples: 30, maxMs: 3000, settleBytes: (link.rate / 8) * 0.5 };
 
@@ -64,7 +64,7 @@ Deno.test("a keystroke-sized echo under a bulk transfer stays below a bound that
 Deno.test("a stream on a long link (50 Mbit/s, 60 ms each way) transfers byte-identical", async () => {
   const link = { rate: 50e6, delayMs: 60, queue: 100 };
   const bytes = 16 * MiB; // about 3 s at the link's rate
-  await using fleet = await startLinkFleet(link, bytes);
+  await using fleet = await startLinkFleet(link, { blobBytes: bytes });
   const direct = await directDownload(fleet);
   const viaOd = await odDownload(fleet);
   const mbps = (d: { received: number; ms: number }) => (d.received * 8) / d.ms / 1000;
