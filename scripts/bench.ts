@@ -11,8 +11,13 @@
  *    to direct ssh and an `ssh -R` gateway, and connect time next to direct ssh
  *    (scripts/bench/ssh.ts).
  *
- * `--only core` runs figures 1–4, `--only ssh` figure 5; without `--only` all run. Every
- * process and server it starts is stopped on the way out, also when a step fails.
+ * 6. across an emulated link (scripts/linkem.ts): echo latency under a bulk transfer, ssh
+ *    downloads on a long and a fast link, relay memory with 50 bulk streams, each next to
+ *    direct connections through the same link (scripts/bench/links.ts).
+ *
+ * `--only core` runs figures 1–4, `--only ssh` figure 5, `--only links` figure 6; without
+ * `--only` all run. Every process and server it starts is stopped on the way out, also when a
+ * step fails.
  */
 import { parseArgs } from "node:util";
 import { tempDir } from "../tests/_harness.ts";
@@ -23,6 +28,7 @@ import { feedBlock, type PipeRun, pipeRun, startWssHop, tcpRun } from "./bench/t
 import { tcpConnects, tunnelOpens, webSocketOpens } from "./bench/latency.ts";
 import { plainPerSocket, relayPerDevice } from "./bench/memory.ts";
 import { sshFigures } from "./bench/ssh.ts";
+import { linksFigures } from "./bench/links.ts";
 import {
   clockTicks,
   emit,
@@ -172,7 +178,7 @@ async function memoryFigures(ca: TestCa) {
 }
 
 /** The groups of figures `--only` can pick. */
-const SUITES = ["core", "ssh"] as const;
+const SUITES = ["core", "ssh", "links"] as const;
 type Suite = (typeof SUITES)[number];
 
 /** The suites named by `--only` (repeatable, or comma-separated); all when none is named. */
@@ -219,6 +225,7 @@ async function main(suites: Set<Suite>): Promise<void> {
   const ca = await makeTestCa(dir);
   if (suites.has("core")) await coreFigures(ca, ticks);
   if (suites.has("ssh")) await sshFigures(ca, ticks);
+  if (suites.has("links")) await linksFigures(dir, ticks);
   progress(`done in ${Math.round((performance.now() - started) / 1000)} s`);
 }
 
