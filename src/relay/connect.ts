@@ -17,6 +17,7 @@ import { resolveVisible, shareAllowsService } from "./access.ts";
 import type { RequestAudit } from "./audit.ts";
 import { cloneRefusal } from "./enroll.ts";
 import type { RelayContext } from "./context.ts";
+import { metrics } from "./relay_metrics.ts";
 
 const WS_IDLE_TIMEOUT_S = 30; // WebSocket-level ping: a silent peer is dropped within ~60 s
 
@@ -37,13 +38,16 @@ function upgrade(req: Request): { link: WebSocketLink; response: Response } {
   return { link: new WebSocketLink(socket), response };
 }
 
-/** GET /v1/device: a daemon's link, authenticated by its own credential. */
-export function deviceLink(
+/**
+ * GET /v1/device: a daemon's link, authenticated by its own credential and admitted at the
+ * relay's pace (admission.ts) before the upgrade.
+ */
+export async function deviceLink(
   ctx: RelayContext,
   req: Request,
   ip: string,
   audit: RequestAudit,
-): Response {
+): Promise<Response> {
   checkProtocol(req);
   const device = ctx.auth.device(req, ip, audit);
   const fingerprint = req.headers.get("x-od-fingerprint");
@@ -51,6 +55,7 @@ export function deviceLink(
     throw cloneRefusal(device);
   }
   upgradeCheck(req);
+  await ctx.admission.admit();
   if (fingerprint && !device.fingerprint) {
     ctx.store.devices.setFingerprint(device.rowid, fingerprint);
   }
@@ -73,6 +78,7 @@ export function deviceLink(
         return [...refused];
       },
       onClose(s, code, reason) {
+        metrics.deviceClosed(code);
         if (!ctx.hub.detach(s)) return;
         ctx.store.devices.markSeen(s.record.rowid, { at: Date.now() });
         ctx.events.emit(s.record.accountId, s.record.name, "state", { state: "offline" });
@@ -88,6 +94,7 @@ export function deviceLink(
   const wasOnline = ctx.hub.get(device.rowid) !== undefined;
   ctx.hub.attach(session);
   ctx.store.devices.markSeen(device.rowid, { at: Date.now(), ip });
+  metrics.deviceConnects.inc("ok");
   session.hello();
   const props = [...ctx.store.props.load(device.rowid)].map(([k, p]) => ({ k, ...p }));
   session.pushProps(props, true);
@@ -115,6 +122,7 @@ export function tunnel(ctx: RelayContext, req: Request, ip: string, audit: Reque
     throw new HttpError(403, `the share of "${shown}" does not include service "${service}"`);
   }
   if (ctx.hub.tunnelsOfKey(key.id) >= ctx.limits.maxTunnelsPerKey) {
+    metrics.throttled.inc("key");
     throw new HttpError(429, `key ${key.id} has too many open tunnels`, { "retry-after": "5" });
   }
   const session = ctx.hub.get(record.rowid);
@@ -147,6 +155,7 @@ export function tunnel(ctx: RelayContext, req: Request, ip: string, audit: Reque
   ctx.hub.addTunnel(stream);
   stream.onEnd = (end) => {
     ctx.hub.removeTunnel(stream);
+    if (!stream.opened) metrics.tunnelOpens.inc("failed");
     ctx.audit.record(audit, end.result, {
       reason: end.reason,
       durationMs: end.durationMs,

@@ -4,6 +4,7 @@ import type { Authenticator } from "./auth.ts";
 import type { EventBus } from "./events.ts";
 import type { Hub } from "./hub.ts";
 import type { AuditWriter } from "./audit.ts";
+import type { Admission } from "./admission.ts";
 
 /** The relay's shared state, passed to handlers. */
 export interface RelayContext {
@@ -13,6 +14,8 @@ export interface RelayContext {
   events: EventBus;
   audit: AuditWriter;
   limits: RelayLimits;
+  /** Rate of new device links (admission.ts). */
+  admission: Admission;
 }
 
 /** Limits on what peers control. */

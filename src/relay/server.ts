@@ -14,6 +14,8 @@ import { EventBus } from "./events.ts";
 import { AuditWriter, type RequestAudit } from "./audit.ts";
 import type { RelayContext, RelayLimits } from "./context.ts";
 import { route } from "./routes.ts";
+import { Admission, type AdmissionOptions } from "./admission.ts";
+import { metrics, serveMetrics } from "./relay_metrics.ts";
 
 /** Options for runRelay. */
 export interface RelayOptions {
@@ -30,12 +32,18 @@ export interface RelayOptions {
   auditRetentionDays?: number;
   /** Addresses of reverse proxies whose X-Forwarded-For is believed. */
   trustedProxies?: string[];
+  /** Where to serve Prometheus metrics (GET /metrics); off when unset. */
+  metrics?: { hostname: string; port: number };
+  /** Rate of new device links. */
+  admission?: AdmissionOptions;
 }
 
 /** A running relay. */
 export interface RunningRelay {
   addr: Deno.NetAddr;
   url: string;
+  /** The metrics listener's address, when --metrics is on. */
+  metricsAddr?: Deno.NetAddr;
   finished: Promise<void>;
 }
 
@@ -61,6 +69,7 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
     limits,
     events: new EventBus(store),
     audit: new AuditWriter(store),
+    admission: new Admission(options.admission),
   };
   const requests = new RequestLimiter();
   const trusted = new Set(options.trustedProxies ?? []);
@@ -74,6 +83,14 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
   };
   prune();
 
+  metrics.bind({
+    devices: () => hub.deviceCount,
+    tunnels: () => hub.tunnelCount,
+    subscribers: () => ctx.events.size,
+    admissionQueue: () => ctx.admission.queueLength,
+  });
+  const stopMetrics = new AbortController();
+  const metricsServer = options.metrics && serveMetrics(options.metrics, stopMetrics.signal);
   const server = Deno.serve({
     hostname: options.hostname,
     port: options.port,
@@ -95,12 +112,14 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
     watchRevocations(ctx),
   ];
   options.signal?.addEventListener("abort", () => {
+    stopMetrics.abort();
+    ctx.admission.close();
     for (const session of [...hub.sessions()]) {
       session.link.close(CloseCode.GOING_AWAY, "the relay is shutting down");
     }
   }, { once: true });
 
-  const finished = server.finished.finally(() => {
+  const finished = Promise.all([server.finished, metricsServer?.finished]).finally(() => {
     timers.forEach(clearInterval);
     flushSeen(ctx);
     ctx.audit.close();
@@ -109,7 +128,12 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
   const addr = server.addr as Deno.NetAddr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const url = `${options.tls ? "https" : "http"}://${host}:${addr.port}`;
-  return Promise.resolve({ addr, url, finished });
+  return Promise.resolve({
+    addr,
+    url,
+    metricsAddr: metricsServer ? metricsServer.addr : undefined,
+    finished: finished.then(() => {}),
+  });
 }
 
 /**
@@ -133,6 +157,7 @@ async function handle(
   try {
     const wait = requests.take(audit.ip);
     if (wait > 0) {
+      metrics.throttled.inc("address");
       throw new HttpError(429, `too many requests from ${audit.ip}; retry in ${wait} s`, {
         "retry-after": String(wait),
       });
@@ -140,8 +165,12 @@ async function handle(
     return await route(ctx, req, audit);
   } catch (err) {
     if (err instanceof HttpError) {
-      // Every refusal is audited; throttled floods are merged into counted rows.
-      ctx.audit.record(audit, err.status === 429 ? "throttled" : "refused", {
+      metrics.refused(audit.action, err.status);
+      // Every refusal is audited; throttled floods (and devices told to come back later by
+      // admission control) are merged into counted rows.
+      const throttled = err.status === 429 ||
+        (err.status === 503 && audit.action === "device-link");
+      ctx.audit.record(audit, throttled ? "throttled" : "refused", {
         reason: err.message,
       });
       return errorResponse(err);

@@ -17,6 +17,7 @@ import {
   STREAM_WINDOW,
 } from "../protocol/frame.ts";
 import { CloseCode, type FrameLink } from "../transport/link.ts";
+import { metrics } from "./relay_metrics.ts";
 
 /** Why and how a tunnel ended, for logs and (later) the audit trail. */
 export interface TunnelEnd {
@@ -120,12 +121,14 @@ export class RelayStream {
         if (this.#opened) return this.#violation("the device opened a stream twice", "device");
         this.#opened = true;
         clearTimeout(this.#timer);
+        metrics.tunnelOpened(this.started);
         // The client learns who the device is in the same frame, so it is one write.
         this.client.send(encodeOpened(CLIENT_STREAM, this.#openedInfo));
         return;
       case FrameType.DATA:
         this.#toClient -= frame.data.length;
         this.#bytesDown += frame.data.length;
+        metrics.forwardedBytes.inc("device_to_client", frame.data.length);
         if (this.#toClient < 0 || this.#deviceEof || !this.#opened) {
           return this.#violation("the device sent data beyond its window", "device");
         }
@@ -165,6 +168,7 @@ export class RelayStream {
       case FrameType.DATA:
         this.#toDevice -= frame.data.length;
         this.#bytesUp += frame.data.length;
+        metrics.forwardedBytes.inc("client_to_device", frame.data.length);
         if (this.#toDevice < 0 || this.#clientEof || !this.#opened) {
           return this.#violation("the client sent data beyond its window", "client");
         }
