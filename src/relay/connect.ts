@@ -65,7 +65,7 @@ export async function deviceLink(
     limits: ctx.limits,
     hooks: {
       onInfo(s, info) {
-        ctx.store.devices.setInfo(s.record.rowid, info);
+        ctx.presence.info(s.record.rowid, info);
       },
       onProps(s, changes) {
         const valid = changes.filter((c) =>
@@ -80,8 +80,8 @@ export async function deviceLink(
       onClose(s, code, reason) {
         metrics.deviceClosed(code);
         if (!ctx.hub.detach(s)) return;
-        ctx.store.devices.markSeen(s.record.rowid, { at: Date.now() });
-        ctx.events.emit(s.record.accountId, s.record.name, "state", { state: "offline" });
+        ctx.presence.seen(s.record.rowid, { at: Date.now() });
+        ctx.events.emitSoon(s.record.accountId, s.record.name, "state", { state: "offline" });
         log.info("device disconnected", {
           device: s.record.name,
           account: s.record.account,
@@ -93,13 +93,13 @@ export async function deviceLink(
   });
   const wasOnline = ctx.hub.get(device.rowid) !== undefined;
   ctx.hub.attach(session);
-  ctx.store.devices.markSeen(device.rowid, { at: Date.now(), ip });
+  ctx.presence.seen(device.rowid, { at: Date.now(), ip });
   metrics.deviceConnects.inc("ok");
   session.hello();
   const props = [...ctx.store.props.load(device.rowid)].map(([k, p]) => ({ k, ...p }));
   session.pushProps(props, true);
   if (!wasOnline) {
-    ctx.events.emit(device.accountId, device.name, "state", { state: "online", ip });
+    ctx.events.emitSoon(device.accountId, device.name, "state", { state: "online", ip });
   }
   log.info("device connected", { device: device.name, account: device.account, ip });
   return response;

@@ -5,6 +5,7 @@ import type { EventBus } from "./events.ts";
 import type { Hub } from "./hub.ts";
 import type { AuditWriter } from "./audit.ts";
 import type { Admission } from "./admission.ts";
+import type { PresenceWriter } from "./presence.ts";
 
 /** The relay's shared state, passed to handlers. */
 export interface RelayContext {
@@ -16,6 +17,8 @@ export interface RelayContext {
   limits: RelayLimits;
   /** Rate of new device links (admission.ts). */
   admission: Admission;
+  /** Batched presence writes (presence.ts). */
+  presence: PresenceWriter;
 }
 
 /** Limits on what peers control. */

@@ -16,6 +16,7 @@ import type { RelayContext, RelayLimits } from "./context.ts";
 import { route } from "./routes.ts";
 import { Admission, type AdmissionOptions } from "./admission.ts";
 import { metrics, serveMetrics } from "./relay_metrics.ts";
+import { PresenceWriter } from "./presence.ts";
 
 /** Options for runRelay. */
 export interface RelayOptions {
@@ -70,6 +71,7 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
     events: new EventBus(store),
     audit: new AuditWriter(store),
     admission: new Admission(options.admission),
+    presence: new PresenceWriter(store),
   };
   const requests = new RequestLimiter();
   const trusted = new Set(options.trustedProxies ?? []);
@@ -122,6 +124,7 @@ export function runRelay(options: RelayOptions): Promise<RunningRelay> {
   const finished = Promise.all([server.finished, metricsServer?.finished]).finally(() => {
     timers.forEach(clearInterval);
     flushSeen(ctx);
+    ctx.events.flush();
     ctx.audit.close();
     store.close();
   });
@@ -181,9 +184,11 @@ async function handle(
   }
 }
 
+/** Refreshes on:lastSeen of every connected device, in one transaction. */
 function flushSeen(ctx: RelayContext): void {
   const now = Date.now();
-  for (const s of ctx.hub.sessions()) ctx.store.devices.markSeen(s.record.rowid, { at: now });
+  for (const s of ctx.hub.sessions()) ctx.presence.seen(s.record.rowid, { at: now });
+  ctx.presence.flush();
 }
 
 /** Applies revocations and removals that `od admin` made in the store while the relay runs. */

@@ -198,6 +198,20 @@ export class Devices {
     ).run(seen.at, seen.ip ?? null, seen.version ?? null, rowid);
   }
 
+  /**
+   * Writes a batch of presence marks and reports in one transaction: with thousands of devices
+   * connected, one commit per device would be thousands of fsyncs.
+   */
+  writePresence(
+    seen: Iterable<[number, { at: number; ip?: string }]>,
+    infos: Iterable<[number, { services: string[]; hostKeys: string[]; version: string }]>,
+  ): void {
+    transaction(this.#db, () => {
+      for (const [rowid, s] of seen) this.markSeen(rowid, s);
+      for (const [rowid, info] of infos) this.setInfo(rowid, info);
+    });
+  }
+
   /** Stores what the daemon reported about itself. */
   setInfo(rowid: number, info: { services: string[]; hostKeys: string[]; version: string }) {
     statement(this.#db, "UPDATE devices SET services = ?, host_keys = ?, version = ? WHERE id = ?")
