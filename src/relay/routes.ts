@@ -56,7 +56,9 @@ export async function route(
     audit.action = "clone";
     return await clone(ctx, ctx.auth.device(req, ip, audit), req);
   }
-  if (pathname === "/v1/devices" && method === "GET") return listDevices(ctx, client("list"));
+  if (pathname === "/v1/devices" && method === "GET") {
+    return listDevices(ctx, client("list"), searchParams);
+  }
   if (pathname === "/v1/events" && method === "GET") {
     return streamEvents(ctx, client("events"), req);
   }
