@@ -201,6 +201,7 @@ export class DeviceSession implements DeviceSide {
     }
     if (message.t === "info") {
       this.info = parseInfo(message);
+      clearTimeout(this.#infoTimer); // no timer left per idle device once it has reported
       this.#hooks.onInfo(this, this.info);
     } else if (message.t === "props") {
       const { seq, changes } = parsePropsMessage(message);
