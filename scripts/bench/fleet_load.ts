@@ -52,7 +52,7 @@ function addressOf(i: number): string {
 }
 
 /** Opens one link; resolves once it is up (hello in od mode), with a promise of its end. */
-async function connect(d: Device, od: boolean): Promise<Promise<void>> {
+async function connect(d: Device, od: boolean): Promise<{ closed: Promise<void> }> {
   const link = await dialLink(d.target, od ? "/v1/device" : "/");
   let hello: () => void = () => {};
   const up = new Promise<void>((r) => (hello = r));
@@ -75,7 +75,7 @@ async function connect(d: Device, od: boolean): Promise<Promise<void>> {
     await Promise.race([up, closed]);
     if (!link.open) throw new Error("the link closed before hello");
   }
-  return closed;
+  return { closed }; // wrapped: an async function returning a promise would wait for it
 }
 
 /** Keeps device `d` connected for as long as the process runs; `first` fires on first success. */
@@ -86,7 +86,7 @@ async function keep(d: Device, od: boolean, first: () => void): Promise<void> {
     let wait: number;
     const started = Date.now();
     try {
-      const closed = await connect(d, od);
+      const { closed } = await connect(d, od);
       stats.online++;
       stats.connects++;
       if (!firstDone) {
@@ -98,6 +98,7 @@ async function keep(d: Device, od: boolean, first: () => void): Promise<void> {
       attempt = Date.now() - started > STABLE_MS ? 0 : attempt + 1;
       wait = backoff(attempt);
     } catch (err) {
+      if (Deno.env.get("OD_LOAD_DEBUG")) console.error(err);
       attempt++;
       wait = backoff(attempt);
       if (err instanceof RelayError && err.retryAfter) {

@@ -56,6 +56,7 @@ function reasonOf(code: number): (typeof DISCONNECT_REASONS)[number] {
       return "limit";
     case CloseCode.REVOKED:
       return "revoked";
+    case 0: // Deno reports a connection that died without a close frame as 0 or 1006
     case 1005:
     case 1006:
       return "lost";
