@@ -314,6 +314,19 @@ export async function fleetFigures(ca: TestCa, ticks: number, sizes: number[]): 
       },
     ),
   );
+  emit(
+    figure(
+      `storm_tunnel_answer_p99_${main}`,
+      p(s.answers, 99),
+      "ms",
+      `idle_tunnel_open_p99_${main}`,
+      p(m.many, 99),
+      {
+        target: `<= ${STORM_OPEN_GOAL_MS} ms`,
+        meets: (v) => v <= STORM_OPEN_GOAL_MS,
+      },
+    ),
+  );
   progress(
     `storm: ${s.opens.length} tunnels opened during it, ${s.failures} attempts refused while the daemon was away (first open at ${
       round(s.firstOpenS)

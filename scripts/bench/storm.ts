@@ -6,7 +6,7 @@
  */
 import { od } from "../../tests/_harness.ts";
 import { openTunnel } from "../../src/client/pipe.ts";
-import type { RelayTarget } from "../../src/transport/dial.ts";
+import { RelayError, type RelayTarget } from "../../src/transport/dial.ts";
 import { percentile } from "./util.ts";
 import { type MeteredRelay, metric, startMeteredRelay } from "./scale_setup.ts";
 
@@ -32,6 +32,8 @@ export interface Storm {
   peakKiB: number;
   /** Open times (ms) of the tunnels opened during the storm. */
   opens: number[];
+  /** Times (ms) until the relay answered each attempt, opened or refused (device away). */
+  answers: number[];
   failures: number;
   firstOpenS: number;
 }
@@ -51,6 +53,7 @@ export async function storm(
   const restartS = since();
   const online: Partial<Record<50 | 99 | 100, number>> = {};
   const opens: number[] = [];
+  const answers: number[] = [];
   let failures = 0;
   let firstOpenS = NaN;
   let done = false;
@@ -60,10 +63,13 @@ export async function storm(
       try {
         const { link } = await openTunnel(target, "bench", "echo");
         opens.push(performance.now() - started);
+        answers.push(performance.now() - started);
         if (Number.isNaN(firstOpenS)) firstOpenS = since();
         link.close();
         await link.flushed();
-      } catch {
+      } catch (err) {
+        // A refusal (the device is still away) is an answer too; a network error is not.
+        if (err instanceof RelayError && err.status > 0) answers.push(performance.now() - started);
         failures++;
         await new Promise((r) => setTimeout(r, RETRY_MS));
       }
@@ -91,6 +97,7 @@ export async function storm(
     restartS,
     peakKiB: peakRssKiB(next.proc.pid),
     opens,
+    answers,
     failures,
     firstOpenS,
   };
