@@ -14,8 +14,12 @@
  * 6. across an emulated link (scripts/linkem.ts): echo latency under a bulk transfer, ssh
  *    downloads on a long and a fast link, relay memory with 50 bulk streams, each next to
  *    direct connections through the same link (scripts/bench/links.ts).
+ * 7. with a fleet of 10,000 and 18,000 idle devices: relay memory and idle CPU, tunnel opens,
+ *    `od list`, and a reconnect storm after kill -9 (scripts/bench/scale.ts).
  *
- * `--only core` runs figures 1–4, `--only ssh` figure 5, `--only links` figure 6; without
+ * `--only core` runs figures 1–4, `--only ssh` figure 5, `--only links` figure 6, `--only fleet`
+ * figure 7 (sizes from `--fleet-sizes 10000,18000`: the first gets every figure, the others
+ * memory only); without
  * `--only` all run. Every process and server it starts is stopped on the way out, also when a
  * step fails.
  */
@@ -29,6 +33,7 @@ import { tcpConnects, tunnelOpens, webSocketOpens } from "./bench/latency.ts";
 import { plainPerSocket, relayPerDevice } from "./bench/memory.ts";
 import { sshFigures } from "./bench/ssh.ts";
 import { linksFigures } from "./bench/links.ts";
+import { fleetFigures } from "./bench/scale.ts";
 import {
   clockTicks,
   emit,
@@ -178,23 +183,30 @@ async function memoryFigures(ca: TestCa) {
 }
 
 /** The groups of figures `--only` can pick. */
-const SUITES = ["core", "ssh", "links"] as const;
+const SUITES = ["core", "ssh", "links", "fleet"] as const;
+const FLEET_SIZES = [10_000, 18_000]; // the issue's sizes; 18,000 fits 20,000 descriptors
 type Suite = (typeof SUITES)[number];
 
-/** The suites named by `--only` (repeatable, or comma-separated); all when none is named. */
-function chosenSuites(args: string[]): Set<Suite> {
-  const usage = `usage: deno task bench [--only ${SUITES.join("|")}]…`;
-  let only: string[];
+/** The suites named by `--only` (repeatable, or comma-separated; all when none is named). */
+function chosenSuites(args: string[]): { suites: Set<Suite>; sizes: number[] } {
+  const usage = `usage: deno task bench [--only ${SUITES.join("|")}]… [--fleet-sizes N,N…]`;
+  let values;
   try {
-    only = parseArgs({ args, options: { only: { type: "string", multiple: true } } }).values.only ??
-      [...SUITES];
+    values = parseArgs({
+      args,
+      options: { only: { type: "string", multiple: true }, "fleet-sizes": { type: "string" } },
+    }).values;
   } catch (err) {
     throw new Error(`${(err as Error).message}; ${usage}`);
   }
-  const names = only.flatMap((o) => o.split(","));
+  const names = (values.only ?? [...SUITES]).flatMap((o) => o.split(","));
   const unknown = names.filter((n) => !(SUITES as readonly string[]).includes(n));
   if (unknown.length) throw new Error(`unknown suite ${unknown.join(", ")}; ${usage}`);
-  return new Set(names as Suite[]);
+  const sizes = values["fleet-sizes"]?.split(",").map(Number) ?? FLEET_SIZES;
+  if (!sizes.every((n) => Number.isInteger(n) && n >= 10 && n <= 19_000)) {
+    throw new Error(`--fleet-sizes takes sizes from 10 to 19000; ${usage}`);
+  }
+  return { suites: new Set(names as Suite[]), sizes };
 }
 
 /** Figures 1–4, against relays and daemons exposing a TCP sink and an echo service. */
@@ -218,7 +230,7 @@ async function coreFigures(ca: TestCa, ticks: number): Promise<void> {
   closeHttpClients();
 }
 
-async function main(suites: Set<Suite>): Promise<void> {
+async function main(suites: Set<Suite>, sizes: number[]): Promise<void> {
   const started = performance.now();
   const ticks = await clockTicks();
   await using dir = await tempDir("od-bench-");
@@ -226,16 +238,17 @@ async function main(suites: Set<Suite>): Promise<void> {
   if (suites.has("core")) await coreFigures(ca, ticks);
   if (suites.has("ssh")) await sshFigures(ca, ticks);
   if (suites.has("links")) await linksFigures(dir, ticks);
+  if (suites.has("fleet")) await fleetFigures(ca, ticks, sizes);
   progress(`done in ${Math.round((performance.now() - started) / 1000)} s`);
 }
 
 if (import.meta.main) {
-  let suites: Set<Suite>;
+  let chosen: ReturnType<typeof chosenSuites>;
   try {
-    suites = chosenSuites(Deno.args);
+    chosen = chosenSuites(Deno.args);
   } catch (err) {
     console.error(`bench: ${(err as Error).message}`);
     Deno.exit(2); // a usage error, as od's own commands exit
   }
-  await main(suites);
+  await main(chosen.suites, chosen.sizes);
 }

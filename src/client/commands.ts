@@ -1,7 +1,7 @@
 /** Client commands of the tunnel core: `od login`, `od pipe`, `od list` (with filters). */
 import { expectPositionals, parse, str } from "../cli/args.ts";
 import { OdError, UsageError } from "../shared/errors.ts";
-import { ago, printJson, printTable } from "../cli/output.ts";
+import { ago, printTable } from "../cli/output.ts";
 import { normalizeDeviceArg, serviceProblem } from "../protocol/names.ts";
 import { callApi, RelayError } from "../transport/dial.ts";
 import { clientTarget, loadClientConfig, saveClientConfig } from "./config.ts";
@@ -109,8 +109,8 @@ async function pinHostKeys(typed: string, info: TunnelDevice | null): Promise<vo
   }
 }
 
-const LIST_USAGE =
-  `Usage: od list [--json] [--props] [--show KEY,…] [--state online|offline] [FILTER…]
+const LIST_USAGE = `Usage: od list [--json] [--props] [--show KEY,…] [--state online|offline]
+               [--limit N [--after DEV]] [FILTER…]
 
 Lists the devices of your account. FILTER is KEY=VALUE, KEY!=VALUE or KEY (has the property);
 all must match. They apply to user properties and to the relay's on: properties.
@@ -119,23 +119,73 @@ Options:
   --state S       only online or only offline devices
   --props         add a column with every user property
   --show K,…      add a column for each of these properties
-  --json          print the devices as JSON, with all properties
+  --json          print the devices as JSON, with all properties (streamed as pages arrive)
+  --limit N       print one page of at most N devices (for scripts; without it, all)
+  --after DEV     the page after this device (the last one of the previous page)
 `;
 
-/** The devices matching filters (and a state), from the relay. */
-export async function findDevices(filterArgs: string[], state?: string): Promise<Device[]> {
+const PAGE = 2000; // devices per request when listing all: a few requests for a large fleet
+
+/** Which devices to list, and which page. */
+export interface DeviceListing {
+  filters: string[];
+  state?: string;
+  /** One page of at most this many devices, instead of all. */
+  limit?: number;
+  after?: string;
+}
+
+/**
+ * Yields the devices matching filters (and a state) page by page, as the relay sends them.
+ * The relay filters too; the filters are applied here again for relays that do not.
+ */
+export async function* devicePages(q: DeviceListing): AsyncGenerator<Device[]> {
   let filters;
   try {
-    filters = parseFilters(filterArgs);
+    filters = parseFilters(q.filters);
   } catch (err) {
     throw new UsageError((err as Error).message);
   }
-  const config = loadClientConfig();
-  const devices = await callApi(clientTarget(config), "GET", "/v1/devices")
-    .catch(relayFailure) as Device[];
-  return devices.filter((d) =>
-    (state === undefined || d.state === state) && matches(d.props, filters)
-  );
+  const target = clientTarget(loadClientConfig());
+  const size = q.limit ?? PAGE;
+  let after = q.after;
+  while (true) {
+    const params = new URLSearchParams({ limit: String(size) });
+    if (after !== undefined) params.set("after", after);
+    if (q.state !== undefined) params.set("state", q.state);
+    for (const f of q.filters) params.append("filter", f);
+    const page = await callApi(target, "GET", `/v1/devices?${params}`)
+      .catch(relayFailure) as Device[];
+    yield page.filter((d) =>
+      (q.state === undefined || d.state === q.state) && matches(d.props, filters)
+    );
+    // A full page means there may be more; a relay without paging sends all at once.
+    if (q.limit !== undefined || page.length !== size) return;
+    after = page.at(-1)!.ref;
+  }
+}
+
+/** The devices matching filters (and a state), from the relay. */
+export async function findDevices(filterArgs: string[], state?: string): Promise<Device[]> {
+  const all: Device[] = [];
+  for await (const page of devicePages({ filters: filterArgs, state })) all.push(...page);
+  return all;
+}
+
+/** Prints devices as one JSON array, written page by page as the pages arrive. */
+async function streamJson(pages: AsyncGenerator<Device[]>): Promise<void> {
+  const out = Deno.stdout;
+  const write = (text: string) => out.write(new TextEncoder().encode(text)).then(() => {});
+  let first = true;
+  for await (const page of pages) {
+    if (page.length === 0) continue;
+    // Same layout as JSON.stringify(all, null, 2), one element at a time.
+    const text = page.map((d) => "  " + JSON.stringify(d, null, 2).replaceAll("\n", "\n  "))
+      .join(",\n");
+    await write((first ? "[\n" : ",\n") + text);
+    first = false;
+  }
+  await write(first ? "[]\n" : "\n]\n");
 }
 
 /** Entry point of `od list`. */
@@ -145,16 +195,27 @@ export async function listCommand(args: string[]): Promise<number> {
     props: { type: "boolean" },
     show: { type: "string" },
     state: { type: "string" },
+    limit: { type: "string" },
+    after: { type: "string" },
   }, LIST_USAGE);
   const state = str(values, "state");
   if (state !== undefined && state !== "online" && state !== "offline") {
     throw new UsageError("--state must be online or offline");
   }
-  const devices = await findDevices(positionals, state);
+  const limitText = str(values, "limit");
+  const limit = limitText === undefined ? undefined : Number(limitText);
+  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= 10_000)) {
+    throw new UsageError("--limit must be a whole number from 1 to 10000");
+  }
+  const after = str(values, "after");
+  if (after !== undefined && limit === undefined) throw new UsageError("--after needs --limit");
+  const listing = { filters: positionals, state, limit, after };
   if (values.json) {
-    printJson(devices);
+    await streamJson(devicePages(listing));
     return 0;
   }
+  const devices: Device[] = [];
+  for await (const page of devicePages(listing)) devices.push(...page);
   const shown = (str(values, "show") ?? "").split(",").filter((k) => k !== "");
   const userProps = (d: Device) =>
     Object.entries(d.props).filter(([k]) => !k.startsWith("on:")).map(([k, v]) => `${k}=${v}`)

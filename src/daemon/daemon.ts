@@ -20,6 +20,7 @@ import { becomeClone, enrollDevice, type EnrollEnv } from "./enroll.ts";
 import { LocalProps } from "../store/local_props.ts";
 import { PropsSync } from "./props_sync.ts";
 import { ensureSoleDaemon, serveLocalApi } from "./local_api.ts";
+import { retryAfterMs } from "./retry.ts";
 
 /** Options for runDaemon; anything unset comes from the state directory. */
 export interface DaemonOptions {
@@ -40,7 +41,10 @@ const BACKOFF_MAX_MS = 30_000;
 const STABLE_MS = 30_000; // a link that lived this long resets the backoff
 const HOST_KEY_RECHECK_MS = 60_000; // rotating sshd keys is rare; a minute's delay is harmless
 
-/** Equal jitter: half the exponential delay, plus a random part of the other half. */
+/**
+ * Equal jitter: half the exponential delay, plus a random part of the other half; from the very
+ * first retry, so a fleet that lost its relay at one instant does not come back at one instant.
+ */
 function backoff(attempt: number): number {
   const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt, 16));
   return cap / 2 + Math.random() * (cap / 2);
@@ -116,7 +120,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
       }
       attempt++;
       wait = backoff(attempt);
-      if (err instanceof RelayError && err.retryAfter) wait = Math.max(wait, err.retryAfter * 1000);
+      if (err instanceof RelayError) wait = Math.max(wait, retryAfterMs(err.retryAfter));
       log.warn("cannot connect to relay", {
         error: err instanceof Error ? err.message : String(err),
         retryIn: `${(wait / 1000).toFixed(1)}s`,

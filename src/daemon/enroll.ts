@@ -12,6 +12,7 @@ import { callApi, RelayError, type RelayTarget } from "../transport/dial.ts";
 import { OdError } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
 import { type DaemonState, saveState } from "../store/device_state.ts";
+import { retryAfterMs } from "./retry.ts";
 
 /** Retries `fn` on transient relay errors with backoff; other errors end the daemon. */
 async function withRetries<T>(
@@ -32,7 +33,7 @@ async function withRetries<T>(
         throw err instanceof RelayError ? new OdError(`cannot ${what}: ${err.message}`) : err;
       }
       if (err.cloneOf) throw err; // the caller switches to the clone flow
-      const wait = Math.max(backoff(attempt), (err.retryAfter ?? 0) * 1000);
+      const wait = Math.max(backoff(attempt), retryAfterMs(err.retryAfter));
       log.warn(`cannot ${what} yet`, {
         error: err.message,
         retryIn: `${(wait / 1000).toFixed(1)}s`,

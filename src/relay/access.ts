@@ -9,7 +9,7 @@ import type { KeyInfo } from "../store/accounts.ts";
 import type { DeviceRecord } from "../store/devices.ts";
 import type { Share } from "../store/shares.ts";
 import { formatDeviceRef, parseDeviceRef } from "../protocol/names.ts";
-import { matches, parseFilters } from "../protocol/filter.ts";
+import { type Filter, matches, parseFilters } from "../protocol/filter.ts";
 import { HttpError } from "./http.ts";
 import type { Device } from "../protocol/api.ts";
 import { deviceView } from "./device_view.ts";
@@ -69,19 +69,58 @@ export function resolveOwn(ctx: RelayContext, key: KeyInfo, refText: string): De
   return record;
 }
 
-/** Every device the key may see: its own, then those shared with its account. */
-export function visibleDevices(ctx: RelayContext, key: KeyInfo): Device[] {
-  const props = ctx.store.props.ofAccount(key.accountId);
-  const own = ctx.store.devices.list(key.accountId).map((d) =>
-    deviceView(ctx.hub, d, props.get(d.rowid) ?? {})
-  );
+/** Which visible devices to list: filters, state, and a page after a device ref. */
+export interface DeviceQuery {
+  filters: Filter[];
+  state?: "online" | "offline";
+  /** Only devices listed after this ref (own ids come first, then `owner.id` refs). */
+  after?: string;
+  limit?: number;
+}
+
+const CHUNK = 1000; // own devices read per query while filling a page
+
+/**
+ * The devices the key may see, matching `q`: its own by id, then those shared with its account
+ * by ref. User-property filters on its own devices run in SQL; share coverage is computed only
+ * when the account has received shares.
+ */
+export function visibleDevices(
+  ctx: RelayContext,
+  key: KeyInfo,
+  q: DeviceQuery = { filters: [] },
+): Device[] {
+  const limit = q.limit ?? Infinity;
+  const keep = (v: Device) =>
+    (q.state === undefined || v.state === q.state) && matches(v.props, q.filters);
+  const out: Device[] = [];
+  const props = q.filters.filter((f) => !f.key.startsWith("on:"));
+  const inShared = q.after?.includes(".") ?? false; // the page starts among shared devices
+  let after = q.after;
+  while (!inShared) {
+    const rows = ctx.store.devices.list(key.accountId, { after, limit: CHUNK, props });
+    const values = ctx.store.props.ofDevices(rows.map((d) => d.rowid));
+    for (const d of rows) {
+      const view = deviceView(ctx.hub, d, values.get(d.rowid) ?? {});
+      if (keep(view)) out.push(view);
+      if (out.length >= limit) return out;
+    }
+    if (rows.length < CHUNK) break;
+    after = rows.at(-1)!.name;
+  }
+  const shares = ctx.store.shares.received(key.accountId);
+  if (shares.length === 0) return out;
   const shared = new Map<number, Device>();
-  for (const share of ctx.store.shares.received(key.accountId)) {
+  for (const share of shares) {
     const ownerProps = ctx.store.props.ofAccount(share.ownerId);
     for (const d of ctx.store.devices.list(share.ownerId)) {
       if (shared.has(d.rowid) || !shareCovers(ctx, share, d)) continue;
       shared.set(d.rowid, deviceView(ctx.hub, d, ownerProps.get(d.rowid) ?? {}, key.accountId));
     }
   }
-  return [...own, ...shared.values()];
+  const rest = [...shared.values()].filter((v) => (!inShared || v.ref > q.after!) && keep(v)).sort((
+    a,
+    b,
+  ) => (a.ref < b.ref ? -1 : a.ref > b.ref ? 1 : 0));
+  return out.concat(rest.slice(0, limit - out.length));
 }

@@ -19,13 +19,42 @@ import { HttpError, json, readJson } from "./http.ts";
 import type { RelayContext } from "./context.ts";
 import { resolveOwn, resolveVisible, visibleDevices } from "./access.ts";
 import { deviceView } from "./device_view.ts";
+import { parseFilters } from "../protocol/filter.ts";
 
 // 256 values of 4 KiB as plain JSON; values of escaped characters must come in several requests.
 const MAX_PATCH_BODY = 2 * 1024 * 1024;
 
-/** GET /v1/devices: the devices the key's account owns or has been shared. */
-export function listDevices(ctx: RelayContext, key: KeyInfo): Response {
-  return json(visibleDevices(ctx, key));
+const MAX_PAGE = 10_000; // devices in one page of GET /v1/devices?limit=
+const MAX_FILTERS = 32; // filters in one listing; people write a handful
+
+/**
+ * GET /v1/devices[?limit=N&after=REF&filter=K=V…&state=online|offline]: the devices the key's
+ * account owns or has been shared, own ones by id first, then shared ones by ref. With `limit`,
+ * one page: a full page means there may be more after its last ref.
+ */
+export function listDevices(ctx: RelayContext, key: KeyInfo, params: URLSearchParams): Response {
+  const limitText = params.get("limit");
+  const limit = limitText === null ? undefined : Number(limitText);
+  if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= MAX_PAGE)) {
+    throw new HttpError(400, `limit must be a whole number from 1 to ${MAX_PAGE}`);
+  }
+  const after = params.get("after") ?? undefined;
+  if (after !== undefined && !/^[a-z0-9.-]{1,120}$/i.test(after)) {
+    throw new HttpError(400, `after "${after.slice(0, 120)}" is not a device ref`);
+  }
+  const state = params.get("state") ?? undefined;
+  if (state !== undefined && state !== "online" && state !== "offline") {
+    throw new HttpError(400, "state must be online or offline");
+  }
+  const filterArgs = params.getAll("filter");
+  if (filterArgs.length > MAX_FILTERS) throw new HttpError(400, `at most ${MAX_FILTERS} filters`);
+  let filters;
+  try {
+    filters = parseFilters(filterArgs);
+  } catch (err) {
+    throw new HttpError(400, (err as Error).message);
+  }
+  return json(visibleDevices(ctx, key, { filters, state, after: after?.toLowerCase(), limit }));
 }
 
 /** GET /v1/devices/REF: one device. */

@@ -7,6 +7,7 @@ import { hashSecret } from "../store/hash.ts";
 import { bearer, HttpError } from "./http.ts";
 import type { FailureLimiter } from "./ratelimit.ts";
 import type { RequestAudit } from "./audit.ts";
+import { metrics } from "./relay_metrics.ts";
 
 const TOUCH_INTERVAL_MS = 60_000; // last_used_at is for people; once a minute is precise enough
 
@@ -24,6 +25,7 @@ export class Authenticator {
   #throttle(addr: string): void {
     const wait = this.#limiter.retryAfter(addr);
     if (wait > 0) {
+      metrics.throttled.inc("auth");
       throw new HttpError(429, `too many failed authentication attempts; retry in ${wait} s`, {
         "retry-after": String(wait),
       });
@@ -32,6 +34,7 @@ export class Authenticator {
 
   #fail(addr: string, status: number, message: string): never {
     this.#limiter.fail(addr);
+    metrics.authFailures.inc();
     throw new HttpError(status, message);
   }
 

@@ -9,7 +9,7 @@ import { displayCommand } from "../cli/self.ts";
 import { runRelay } from "./server.ts";
 
 const USAGE = `Usage: od serve [--listen HOST:PORT] [--data DIR] [--tls-cert FILE --tls-key FILE]
-                [--public-url URL] [--init]
+                [--public-url URL] [--init] [--metrics HOST:PORT] [--admit-rate N]
        od serve install [serve options] [--print]     (a systemd unit; see its --help)
        od serve uninstall [--purge]
 
@@ -29,13 +29,17 @@ Options:
   --audit-retention D  days audit rows are kept (default 90)
   --keepalive SECONDS  the keepalive period announced to daemons; a link silent for 2.5
                        periods is closed (default 15, so dead links go within 37.5 s)
+  --metrics HOST:PORT  serve Prometheus metrics at GET /metrics on this separate address
+                       (off by default; e.g. 127.0.0.1:9464)
+  --admit-rate N       new device links admitted per second; the rest are told to retry
+                       later, spread out (default 500: 10,000 devices back in about 20 s)
 `;
 
 /** Parses HOST:PORT, [V6]:PORT or :PORT. */
-export function parseListen(value: string): { hostname: string; port: number } {
+export function parseListen(value: string, flag = "--listen"): { hostname: string; port: number } {
   const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s]*)):(\d{1,5})$/.exec(value);
   const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new UsageError(`--listen "${value}" must be HOST:PORT`);
+  if (!m || port > 65535) throw new UsageError(`${flag} "${value}" must be HOST:PORT`);
   return { hostname: m[1] ?? (m[2] || "0.0.0.0"), port };
 }
 
@@ -59,6 +63,8 @@ export const SERVE_OPTIONS: OptionSpec = {
   "trusted-proxy": { type: "string", multiple: true },
   "audit-retention": { type: "string" },
   keepalive: { type: "string" },
+  metrics: { type: "string" },
+  "admit-rate": { type: "string" },
 };
 
 /** Entry point of `od serve`. */
@@ -84,6 +90,12 @@ export async function serveCommand(args: string[]): Promise<number> {
   const auditRetentionDays = days("audit-retention", 90);
   const { hostname, port } = parseListen(str(values, "listen", "127.0.0.1:8080")!);
   const dataDir = str(values, "data", "./od-data")!;
+  const metricsAt = str(values, "metrics");
+  const metrics = metricsAt === undefined ? undefined : parseListen(metricsAt, "--metrics");
+  const admitRate = Number(str(values, "admit-rate") ?? 500);
+  if (!(Number.isInteger(admitRate) && admitRate >= 1 && admitRate <= 100_000)) {
+    throw new UsageError("--admit-rate must be a whole number from 1 to 100000");
+  }
   const certFile = str(values, "tls-cert");
   const keyFile = str(values, "tls-key");
   if (!!certFile !== !!keyFile) throw new UsageError("--tls-cert and --tls-key go together");
@@ -112,11 +124,16 @@ export async function serveCommand(args: string[]): Promise<number> {
       auditRetentionDays,
       trustedProxies: list(values, "trusted-proxy"),
       keepalive,
+      metrics,
+      admission: { perSecond: admitRate },
     });
   } catch (err) {
     if (err instanceof StoreError) throw new OdError(err.message);
     if (err instanceof Deno.errors.AddrInUse) {
-      throw new OdError(`cannot listen on ${hostname}:${port}: the address is already in use`);
+      const which = metricsAt ? ` or ${metricsAt} (--metrics)` : "";
+      throw new OdError(
+        `cannot listen on ${hostname}:${port}${which}: the address is already in use`,
+      );
     }
     if (err instanceof Error && /certificate|private key|pem/i.test(err.message)) {
       throw new OdError(`cannot start TLS: ${err.message}`);
@@ -125,6 +142,11 @@ export async function serveCommand(args: string[]): Promise<number> {
   }
   const publicUrl = str(values, "public-url") ?? relay.url;
   log.info("relay listening", { url: relay.url, data: dataDir, version: VERSION });
+  if (relay.metricsAddr) {
+    const { hostname, port } = relay.metricsAddr;
+    const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+    log.info("metrics listening", { url: `http://${host}:${port}/metrics` });
+  }
   if (values.init) printFirstRun(dataDir, publicUrl);
   await relay.finished;
   if (signalled === null) throw new OdError("the relay stopped unexpectedly");

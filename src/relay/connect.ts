@@ -25,6 +25,7 @@ import type { KeyInfo } from "../store/accounts.ts";
 import type { DeviceRecord } from "../store/devices.ts";
 import { cloneRefusal } from "./enroll.ts";
 import type { RelayContext } from "./context.ts";
+import { metrics } from "./relay_metrics.ts";
 
 /** Checks that a WebSocket endpoint was asked for an upgrade with our protocol. */
 function upgradeCheck(req: Request): void {
@@ -41,13 +42,16 @@ const DEVICE_MAX_QUEUED = 64 * 1024 * 1024;
 // A client link carries one stream: a window of data plus a little control traffic.
 const CLIENT_MAX_QUEUED = 4 * 1024 * 1024;
 
-/** GET /v1/device: a daemon's link, authenticated by its own credential (by the router). */
-export function deviceLink(
+/**
+ * GET /v1/device: a daemon's link, authenticated by its own credential (by the router) and
+ * admitted at the relay's pace (admission.ts) before the upgrade.
+ */
+export async function deviceLink(
   ctx: RelayContext,
   req: Request,
   ip: string,
   device: DeviceRecord,
-): Upgrade {
+): Promise<Upgrade> {
   const fingerprint = req.headers.get("x-od-fingerprint");
   if (fingerprint !== null && fingerprintProblem(fingerprint)) {
     throw new HttpError(400, fingerprintProblem(fingerprint)!);
@@ -56,6 +60,7 @@ export function deviceLink(
     throw cloneRefusal(device);
   }
   upgradeCheck(req);
+  await ctx.admission.admit();
   if (fingerprint && !device.fingerprint) {
     ctx.store.devices.setFingerprint(device.rowid, fingerprint);
   }
@@ -74,9 +79,10 @@ export function deviceLink(
         hooks: {
           onMessage: (s, message) => handleDaemonMessage(ctx, s, message),
           onClose(s, code, reason) {
+            metrics.deviceClosed(code);
             if (!ctx.hub.detach(s)) return;
-            ctx.store.devices.markSeen(s.record.rowid, { at: Date.now() });
-            ctx.events.emit(s.record.accountId, s.record.name, "state", { state: "offline" });
+            ctx.presence.seen(s.record.rowid, { at: Date.now() });
+            ctx.events.emitSoon(s.record.accountId, s.record.name, "state", { state: "offline" });
             log.info("device disconnected", {
               device: s.record.name,
               account: s.record.account,
@@ -88,9 +94,10 @@ export function deviceLink(
       });
       const wasOnline = ctx.hub.get(device.rowid) !== undefined;
       ctx.hub.attach(session);
-      ctx.store.devices.markSeen(device.rowid, { at: Date.now(), ip });
+      ctx.presence.seen(device.rowid, { at: Date.now(), ip });
+      metrics.deviceConnects.inc("ok");
       if (!wasOnline) {
-        ctx.events.emit(device.accountId, device.name, "state", { state: "online", ip });
+        ctx.events.emitSoon(device.accountId, device.name, "state", { state: "online", ip });
       }
       log.info("device connected", { device: device.name, account: device.account, ip });
     },
@@ -132,6 +139,7 @@ export async function tunnel(
     throw new HttpError(403, `the share of "${shown}" does not include service "${service}"`);
   }
   if (ctx.hub.tunnelsOfKey(key.id) >= ctx.limits.maxTunnelsPerKey) {
+    metrics.throttled.inc("key");
     throw new HttpError(429, `key ${key.id} has too many open tunnels`, { "retry-after": "5" });
   }
   const session = ctx.hub.get(record.rowid);
@@ -163,6 +171,7 @@ export async function tunnel(
   ctx.hub.addTunnel(stream);
   stream.onEnd = (end) => {
     ctx.hub.removeTunnel(stream);
+    if (!stream.opened) metrics.tunnelOpens.inc("failed");
     ctx.audit.record(audit, end.result, {
       reason: end.reason,
       durationMs: end.durationMs,

@@ -4,6 +4,8 @@ import type { Authenticator } from "./auth.ts";
 import type { EventBus } from "./events.ts";
 import type { Hub } from "./hub.ts";
 import type { AuditWriter } from "./audit.ts";
+import type { Admission } from "./admission.ts";
+import type { PresenceWriter } from "./presence.ts";
 
 /** The relay's shared state, passed to handlers. */
 export interface RelayContext {
@@ -15,6 +17,10 @@ export interface RelayContext {
   limits: RelayLimits;
   /** Seconds between the daemon's keepalive pings; three silent periods end a link. */
   keepaliveS: number;
+  /** Rate of new device links (admission.ts). */
+  admission: Admission;
+  /** Batched presence writes (presence.ts). */
+  presence: PresenceWriter;
 }
 
 /** Limits on what peers control. */

@@ -42,7 +42,7 @@ export function handleDaemonMessage(
     case "info": {
       const { t: _, ...info } = message;
       session.info = info;
-      ctx.store.devices.setInfo(session.record.rowid, info);
+      ctx.presence.info(session.record.rowid, info);
       return;
     }
     case "props":

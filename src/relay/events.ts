@@ -20,10 +20,16 @@ export function eventView(e: EventRecord): Event {
   return { id: e.id, at, device: e.device, type: e.type as EventType, ...e.data };
 }
 
+// How long a batched event waits for others to share its commit (devices coming online in a
+// reconnect storm): subscribers see it this much later, never out of order.
+const BATCH_MS = 250;
+
 /** Appends events and fans them out. */
 export class EventBus {
   #store: Store;
   #subscribers = new Set<Subscriber>();
+  #queued: Omit<EventRecord, "id">[] = [];
+  #timer: ReturnType<typeof setTimeout> | undefined;
 
   constructor(store: Store) {
     this.#store = store;
@@ -31,14 +37,38 @@ export class EventBus {
 
   /** Records an event and delivers it to matching subscribers. */
   emit(accountId: number, device: string, type: string, data: Record<string, unknown> = {}) {
+    this.flush(); // batched events came first, so they keep their place in the log
     const event = this.#store.events.append({ accountId, device, type, data, at: Date.now() });
+    this.#deliver(event);
+    return event;
+  }
+
+  /**
+   * Like emit, but the event is written within BATCH_MS together with others in one
+   * transaction: for events that come in floods (devices going online and offline).
+   */
+  emitSoon(accountId: number, device: string, type: string, data: Record<string, unknown> = {}) {
+    this.#queued.push({ accountId, device, type, data, at: Date.now() });
+    this.#timer ??= setTimeout(() => this.flush(), BATCH_MS);
+  }
+
+  /** Writes and delivers the batched events now. */
+  flush(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    if (this.#queued.length === 0) return;
+    const queued = this.#queued;
+    this.#queued = [];
+    for (const event of this.#store.events.appendMany(queued)) this.#deliver(event);
+  }
+
+  #deliver(event: EventRecord): void {
     for (const s of this.#subscribers) {
-      if (s.accountId !== accountId) continue;
-      if (s.device !== undefined && s.device !== device) continue;
-      if (s.types && s.types.length > 0 && !s.types.includes(type)) continue;
+      if (s.accountId !== event.accountId) continue;
+      if (s.device !== undefined && s.device !== event.device) continue;
+      if (s.types && s.types.length > 0 && !s.types.includes(event.type)) continue;
       s.push(event);
     }
-    return event;
   }
 
   /** Adds a subscriber; returns the function that removes it. */

@@ -113,7 +113,7 @@ export const ROUTES: readonly Route[] = [
     path: "/v1/devices",
     access: CLIENT,
     action: "list",
-    handler: (c) => listDevices(c.ctx, c.key),
+    handler: (c) => listDevices(c.ctx, c.key, c.query),
   },
   {
     method: "GET",

@@ -18,6 +18,9 @@ import { EventBus } from "./events.ts";
 import { AuditWriter, type RequestAudit } from "./audit.ts";
 import type { RelayContext, RelayLimits } from "./context.ts";
 import { route } from "./routes.ts";
+import { Admission, type AdmissionOptions } from "./admission.ts";
+import { metrics, serveMetrics } from "./relay_metrics.ts";
+import { PresenceWriter } from "./presence.ts";
 
 /** Options for runRelay. */
 export interface RelayOptions {
@@ -36,12 +39,18 @@ export interface RelayOptions {
   trustedProxies?: string[];
   /** Seconds between keepalive pings on links; three silent periods end a link (default 15). */
   keepalive?: number;
+  /** Where to serve Prometheus metrics (GET /metrics); off when unset. */
+  metrics?: { hostname: string; port: number };
+  /** Rate of new device links. */
+  admission?: AdmissionOptions;
 }
 
 /** A running relay. */
 export interface RunningRelay {
   addr: Deno.NetAddr;
   url: string;
+  /** The metrics listener's address, when --metrics is on. */
+  metricsAddr?: Deno.NetAddr;
   finished: Promise<void>;
 }
 
@@ -70,6 +79,8 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
     events: new EventBus(store),
     audit: new AuditWriter(store),
     keepaliveS: options.keepalive ?? 15,
+    admission: new Admission(options.admission),
+    presence: new PresenceWriter(store),
   };
   const requests = new RequestLimiter();
   const trusted = new Set(options.trustedProxies ?? []);
@@ -83,6 +94,14 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
   };
   prune();
 
+  metrics.bind({
+    devices: () => hub.deviceCount,
+    tunnels: () => hub.tunnelCount,
+    subscribers: () => ctx.events.size,
+    admissionQueue: () => ctx.admission.queueLength,
+  });
+  const stopMetrics = new AbortController();
+  const metricsServer = options.metrics && serveMetrics(options.metrics, stopMetrics.signal);
   const server = await serveHttp({
     hostname: options.hostname,
     port: options.port,
@@ -99,21 +118,29 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
     watchRevocations(ctx),
   ];
   options.signal?.addEventListener("abort", () => {
+    stopMetrics.abort();
+    ctx.admission.close();
     for (const session of [...hub.sessions()]) {
       session.link.close(CloseCode.GOING_AWAY, "the relay is shutting down");
     }
   }, { once: true });
 
-  const finished = server.finished.finally(() => {
+  const finished = Promise.all([server.finished, metricsServer?.finished]).finally(() => {
     timers.forEach(clearInterval);
     flushSeen(ctx);
+    ctx.events.flush();
     ctx.audit.close();
     store.close();
   });
   const addr = server.addr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const url = `${options.tls ? "https" : "http"}://${host}:${addr.port}`;
-  return { addr, url, finished };
+  return {
+    addr,
+    url,
+    metricsAddr: metricsServer ? metricsServer.addr : undefined,
+    finished: finished.then(() => {}),
+  };
 }
 
 /**
@@ -154,6 +181,7 @@ async function handle(
   try {
     const wait = requests.take(audit.ip);
     if (wait > 0) {
+      metrics.throttled.inc("address");
       throw new HttpError(429, `too many requests from ${audit.ip}; retry in ${wait} s`, {
         "retry-after": String(wait),
       });
@@ -161,11 +189,13 @@ async function handle(
     return await route(ctx, req, audit);
   } catch (err) {
     if (err instanceof HttpError) {
-      // Every refusal is audited; throttled floods are merged into counted rows.
+      metrics.refused(audit.action, err.status);
+      // Every refusal is audited once; throttled floods (and devices told to come back later by
+      // admission control) are merged into counted rows.
+      const throttled = err.status === 429 ||
+        (err.status === 503 && audit.action === "device-link");
       if (!err.audited) {
-        ctx.audit.record(audit, err.status === 429 ? "throttled" : "refused", {
-          reason: err.message,
-        });
+        ctx.audit.record(audit, throttled ? "throttled" : "refused", { reason: err.message });
       }
       return errorResponse(err);
     }
@@ -175,9 +205,11 @@ async function handle(
   }
 }
 
+/** Refreshes on:lastSeen of every connected device, in one transaction. */
 function flushSeen(ctx: RelayContext): void {
   const now = Date.now();
-  for (const s of ctx.hub.sessions()) ctx.store.devices.markSeen(s.record.rowid, { at: now });
+  for (const s of ctx.hub.sessions()) ctx.presence.seen(s.record.rowid, { at: now });
+  ctx.presence.flush();
 }
 
 /** Applies revocations and removals that `od admin` made in the store while the relay runs. */

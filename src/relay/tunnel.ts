@@ -26,6 +26,7 @@ import {
   STREAM_WINDOW,
 } from "../protocol/frame.ts";
 import { CloseCode, type FrameLink } from "../transport/link.ts";
+import { metrics } from "./relay_metrics.ts";
 
 /** Why and how a tunnel ended, for logs and the audit trail. */
 export interface TunnelEnd {
@@ -284,8 +285,10 @@ export class RelayStream {
         this.#isOpen = true;
         clearTimeout(this.#timer);
         this.#settleOpen({ ok: true });
+        metrics.tunnelOpened(this.started);
         return;
       case FrameType.DATA:
+        metrics.forwardedBytes.inc("device_to_client", frame.data.length);
         if (!this.#down.take(frame.data.length) || this.#down.eof || !this.#isOpen) {
           return this.#violation("the device sent data beyond its window", "device");
         }
@@ -366,6 +369,7 @@ export class RelayStream {
     switch (frame.type) {
       case FrameType.DATA: {
         const n = frame.data.length;
+        metrics.forwardedBytes.inc("client_to_device", n);
         if (!this.#up.take(n) || this.#up.eof || !this.#isOpen) {
           return this.#violation("the client sent data beyond its window", "client");
         }

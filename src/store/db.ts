@@ -83,12 +83,21 @@ function migrate(db: DatabaseSync): void {
   }
 }
 
+let observeTransaction: ((seconds: number) => void) | null = null;
+
+/** Sets the function told how long each committed transaction took (the relay's metrics). */
+export function setTransactionObserver(fn: ((seconds: number) => void) | null): void {
+  observeTransaction = fn;
+}
+
 /** Runs `fn` in one IMMEDIATE transaction, so it sees and writes a consistent store. */
 export function transaction<T>(db: DatabaseSync, fn: () => T): T {
+  const started = performance.now();
   db.exec("BEGIN IMMEDIATE");
   try {
     const result = fn();
     db.exec("COMMIT");
+    observeTransaction?.((performance.now() - started) / 1000);
     return result;
   } catch (err) {
     db.exec("ROLLBACK");

@@ -20,6 +20,18 @@ export interface DeviceRecord {
   fingerprint: string | null;
 }
 
+/** A page of an account's devices, by id, optionally only those whose properties match. */
+export interface DevicePage {
+  /** Only devices with a larger id (name). */
+  after?: string;
+  limit?: number;
+  /**
+   * User-property filters done in SQL: `=` (value equals), `!=` (value differs or missing),
+   * `has` (present). `on:` properties are the relay's and are not stored, so not here.
+   */
+  props?: { key: string; op: "=" | "!=" | "has"; value?: string }[];
+}
+
 /** What enrolling needs to know. */
 export interface EnrollRequest {
   accountId: number;
@@ -176,11 +188,30 @@ export class Devices {
     return row ? toDevice(row) : null;
   }
 
-  /** All devices of an account, by id. */
-  list(accountId: number): DeviceRecord[] {
-    const rows = statement(this.#db, `${SELECT} WHERE d.account_id = ? ORDER BY d.name`).all(
-      accountId,
-    ) as unknown as DeviceRow[];
+  /** Devices of an account by id: all of them, or a page of those matching `page`. */
+  list(accountId: number, page: DevicePage = {}): DeviceRecord[] {
+    const where = ["d.account_id = ?"];
+    const params: (string | number)[] = [accountId];
+    if (page.after !== undefined) {
+      where.push("d.name > ?");
+      params.push(page.after);
+    }
+    // Matching devices are found through the props_key_value index, not device by device.
+    for (const f of page.props ?? []) {
+      if (f.op === "has") {
+        where.push("d.id IN (SELECT device_id FROM props WHERE key = ? AND value IS NOT NULL)");
+        params.push(f.key);
+      } else {
+        const not = f.op === "!=" ? "NOT " : "";
+        where.push(`d.id ${not}IN (SELECT device_id FROM props WHERE key = ? AND value = ?)`);
+        params.push(f.key, f.value ?? "");
+      }
+    }
+    params.push(page.limit ?? -1); // LIMIT -1: no limit
+    const sql = `${SELECT} WHERE ${where.join(" AND ")} ORDER BY d.name LIMIT ?`;
+    // Filtered shapes vary with the caller's filters, so they are not kept prepared.
+    const stmt = page.props?.length ? this.#db.prepare(sql) : statement(this.#db, sql);
+    const rows = stmt.all(...params) as unknown as DeviceRow[];
     return rows.map(toDevice);
   }
 
@@ -196,6 +227,20 @@ export class Devices {
       `UPDATE devices SET last_seen = ?, last_ip = coalesce(?, last_ip),
        version = coalesce(?, version) WHERE id = ?`,
     ).run(seen.at, seen.ip ?? null, seen.version ?? null, rowid);
+  }
+
+  /**
+   * Writes a batch of presence marks and reports in one transaction: with thousands of devices
+   * connected, one commit per device would be thousands of fsyncs.
+   */
+  writePresence(
+    seen: Iterable<[number, { at: number; ip?: string }]>,
+    infos: Iterable<[number, { services: string[]; hostKeys: string[]; version: string }]>,
+  ): void {
+    transaction(this.#db, () => {
+      for (const [rowid, s] of seen) this.markSeen(rowid, s);
+      for (const [rowid, info] of infos) this.setInfo(rowid, info);
+    });
   }
 
   /** Stores what the daemon reported about itself. */

@@ -1,6 +1,6 @@
 /** The event log: state changes, property changes, clones, renames, removals, per account. */
 import type { DatabaseSync } from "node:sqlite";
-import { statement } from "./db.ts";
+import { statement, transaction } from "./db.ts";
 
 /** One logged event. */
 export interface EventRecord {
@@ -38,6 +38,12 @@ export class Events {
       "INSERT INTO events (account_id, device, type, data, at) VALUES (?, ?, ?, ?, ?)",
     ).run(e.accountId, e.device, e.type, JSON.stringify(e.data), e.at);
     return { ...e, id: Number(lastInsertRowid) };
+  }
+
+  /** Appends events in one transaction and returns them with their ids, in order. */
+  appendMany(events: Omit<EventRecord, "id">[]): EventRecord[] {
+    if (events.length === 0) return [];
+    return transaction(this.#db, () => events.map((e) => this.append(e)));
   }
 
   /** Events matching the query, oldest first. */

@@ -53,6 +53,23 @@ export class Props {
     return out;
   }
 
+  /** Present properties of the given devices, by device row id (one query). */
+  ofDevices(rowids: number[]): Map<number, Record<string, string>> {
+    const out = new Map<number, Record<string, string>>();
+    if (rowids.length === 0) return out;
+    const rows = statement(
+      this.#db,
+      `SELECT device_id, key, value FROM props WHERE device_id IN (SELECT value FROM json_each(?))
+       AND value IS NOT NULL ORDER BY device_id, key`,
+    ).all(JSON.stringify(rowids)) as { device_id: number; key: string; value: string }[];
+    for (const r of rows) {
+      const props = out.get(r.device_id) ?? {};
+      props[r.key] = r.value;
+      out.set(r.device_id, props);
+    }
+    return out;
+  }
+
   /** Applies changes by last write per key in one transaction; returns what took effect. */
   apply(deviceRowid: number, changes: PropChange[], limit = MAX_PROPS): MergeResult {
     return transaction(this.#db, () => {

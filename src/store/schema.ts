@@ -92,4 +92,8 @@ export const MIGRATIONS: readonly string[] = [
   CREATE INDEX audit_account ON audit(account_id, at);
   CREATE INDEX audit_owner ON audit(owner_id, at);
   `,
+  // 4: property filters (od list site=x) find their devices by key and value
+  `
+  CREATE INDEX props_key_value ON props(key, value);
+  `,
 ];
