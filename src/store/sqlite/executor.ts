@@ -1,7 +1,8 @@
 /**
  * The Executor over one node:sqlite connection. SQLite calls are synchronous, so a transaction
  * that awaits between statements would let any other caller's statement run inside it: a gate
- * admits one transaction at a time, and statements outside a transaction wait while one is open.
+ * (one per database file in this process) admits one transaction at a time, and statements
+ * outside a transaction wait while one is open.
  * Statements are prepared once per connection (src/store/db.ts `statement`).
  */
 import type { DatabaseSync, SQLInputValue } from "node:sqlite";
@@ -33,6 +34,25 @@ export class Gate {
   async idle(): Promise<void> {
     while (this.#held) await new Promise<void>((r) => this.#waiters.push(r));
   }
+}
+
+const gates = new Map<string, Gate>();
+
+/**
+ * The gate of a database file, shared by every connection to it in this process: SQLite's
+ * lock waits block the thread, so a second connection waiting for a first one's open
+ * transaction in the same process would wait for a transaction that cannot go on.
+ */
+export function gateFor(path: string): Gate {
+  let key = path;
+  try {
+    key = Deno.realPathSync(path);
+  } catch {
+    // not there yet: the path as given
+  }
+  let gate = gates.get(key);
+  if (!gate) gates.set(key, gate = new Gate());
+  return gate;
 }
 
 function bind(params: Param[]): SQLInputValue[] {
@@ -109,6 +129,27 @@ export class SqliteExecutor implements Executor {
   async lockRow(): Promise<void> {
     if (!this.#scope) throw new StoreError("lockRow() needs a transaction");
     await this.#ready();
+  }
+
+  /**
+   * Runs `fn` in a read transaction: a consistent snapshot of the file that, in WAL mode, does
+   * not block other processes' writes (the migration helper reads through it).
+   */
+  async snapshot<T>(fn: (e: Executor) => Promise<T>): Promise<T> {
+    if (this.#scope) throw new StoreError("snapshot() cannot run inside a transaction");
+    const release = await this.#gate.acquire();
+    const scope = { open: true };
+    try {
+      this.#call(() => this.#db.exec("BEGIN DEFERRED"));
+      try {
+        return await fn(new SqliteExecutor(this.#db, this.#gate, this.#where, scope));
+      } finally {
+        if (this.#db.isTransaction) this.#db.exec("ROLLBACK");
+      }
+    } finally {
+      scope.open = false;
+      release();
+    }
   }
 
   /** Runs `fn` in one IMMEDIATE transaction, or in the open one. */

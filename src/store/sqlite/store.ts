@@ -14,7 +14,7 @@ import {
 } from "../types.ts";
 import { scopeOf } from "../queries/scope.ts";
 import type { Executor } from "../queries/executor.ts";
-import { Gate, SqliteExecutor } from "./executor.ts";
+import { type Gate, gateFor, SqliteExecutor } from "./executor.ts";
 import { SqliteFeed } from "./feed.ts";
 
 /** How to open a SQLite store. */
@@ -37,7 +37,7 @@ export class SqliteStore implements Store {
   readonly audit: StoreScope["audit"];
   readonly relays: StoreScope["relays"];
   readonly #db: DatabaseSync;
-  readonly #gate = new Gate();
+  readonly #gate: Gate;
   readonly #executor: SqliteExecutor;
   readonly #feed: SqliteFeed;
   readonly #heartbeatMs: number;
@@ -46,6 +46,7 @@ export class SqliteStore implements Store {
     this.#db = db;
     this.location = dataDir;
     this.#heartbeatMs = heartbeatMs;
+    this.#gate = gateFor(`${dataDir}/${DB_FILE}`);
     this.#executor = new SqliteExecutor(db, this.#gate, `${dataDir}/${DB_FILE}`);
     this.#feed = new SqliteFeed(db, this.#gate);
     const scope = scopeOf(this.#executor, heartbeatMs);
@@ -64,9 +65,9 @@ export class SqliteStore implements Store {
     return new SqliteStore(db, dataDir, options.heartbeatMs ?? HEARTBEAT_MS);
   }
 
-  /** The executor the migration helper reads through (src/store/migrate.ts). */
-  get executor(): Executor {
-    return this.#executor;
+  /** Runs `fn` on a consistent read snapshot (the migration helper reads through it). */
+  snapshot<T>(fn: (e: Executor) => Promise<T>): Promise<T> {
+    return this.#executor.snapshot(fn);
   }
 
   /** Runs `fn` in one transaction. */
