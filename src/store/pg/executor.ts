@@ -75,6 +75,11 @@ export class PgExecutor implements Executor {
     this.#scope = scope;
   }
 
+  /** This executor with another bound on waits (a long migration needs more than a request). */
+  withTimeout(timeoutMs: number): PgExecutor {
+    return new PgExecutor({ ...this.#ctx, timeoutMs }, this.#sql, this.#scope);
+  }
+
   /** True inside tx(). */
   get inTransaction(): boolean {
     return this.#scope !== null;

@@ -151,9 +151,9 @@ export class PgStore implements Store {
     return new PgStore(ctx, feed, options.heartbeatMs ?? HEARTBEAT_MS);
   }
 
-  /** The executor the migration helper writes through (src/store/migrate.ts). */
-  get executor(): Executor {
-    return this.#executor;
+  /** The executor the migration helper writes through, with its own bound on waits. */
+  executor(timeoutMs: number): Executor {
+    return this.#executor.withTimeout(timeoutMs);
   }
 
   /** Runs `fn` in one transaction. */
