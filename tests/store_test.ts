@@ -14,8 +14,10 @@ import {
   pgPlace,
   type Place,
   sqlitePlace,
+  watch,
   withDevice,
 } from "./_stores.ts";
+import { Store } from "../src/store/store.ts";
 import { CASES_MORE } from "./_store_cases.ts";
 
 const CASES: Case[] = [
@@ -328,4 +330,25 @@ Deno.test({
       await Deno.remove(dir, { recursive: true });
     }
   },
+});
+
+Deno.test("SQLite change feed sees what the synchronous store (od admin today) writes", async () => {
+  await using place = await sqlitePlace();
+  await using s = await place.open();
+  using w = await watch(s);
+  const dir = s.location;
+  const sync = Store.open(dir, false);
+  try {
+    const { clientKey } = sync.accounts.create("acme");
+    const key = sync.accounts.findKey(clientKey)!;
+    sync.accounts.revokeKey(key.id);
+    const ofKey = () => w.changes.filter((x) => x.kind === "keys" && x.keyId === key.id);
+    const revoked = await w.until((c) =>
+      c.kind === "keys" && c.keyId === key.id && ofKey().length === 2 ? c : undefined
+    );
+    assertEquals(revoked, { kind: "keys", accountId: key.accountId, keyId: key.id });
+    assertEquals((await s.accounts.findKey(clientKey))!.revokedAt !== null, true);
+  } finally {
+    sync.close();
+  }
 });
