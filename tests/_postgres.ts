@@ -46,6 +46,8 @@ export interface Postgres extends AsyncDisposable {
   restart(): Promise<void>;
   /** `pg_ctl stop -m fast`. */
   stop(): Promise<void>;
+  /** `pg_ctl stop -m immediate`: like a crash, no checkpoint; the next start replays the WAL. */
+  crash(): Promise<void>;
   /** `pg_ctl start` after stop(). */
   start(): Promise<void>;
   /** Runs SQL as the superuser through psql; returns stdout. */
@@ -178,9 +180,9 @@ async function killPostmaster(data: string): Promise<void> {
   });
 }
 
-function pgCtlStop(data: string): Promise<string> {
+function pgCtlStop(data: string, mode = "fast"): Promise<string> {
   return asPostgres(
-    [`${PG_BIN}/pg_ctl`, "-D", data, "-m", "fast", "-w", "-t", "30", "stop"],
+    [`${PG_BIN}/pg_ctl`, "-D", data, "-m", mode, "-w", "-t", "30", "stop"],
     "pg_ctl stop",
   );
 }
@@ -210,6 +212,9 @@ function fixture(
     },
     async stop() {
       await pgCtlStop(data);
+    },
+    async crash() {
+      await pgCtlStop(data, "immediate");
     },
     async start() {
       await pgCtl(data, socketDir, port, "start");

@@ -2,7 +2,7 @@
  * What only the PostgreSQL store does, against a real PostgreSQL 15 (tests/_postgres.ts):
  * URLs and password sources, one sentence for every way opening fails (never with the
  * password in it), migrations run once by relays starting together, the same schema as SQLite,
- * and durability: acknowledged writes survive `pg_ctl restart`, the store reconnects by itself,
+ * and durability: acknowledged writes survive `pg_ctl restart` and a crash, the store reconnects by itself,
  * and while the server is down calls fail fast instead of hanging.
  */
 import { deepStrictEqual as assertEquals, ok, rejects } from "node:assert/strict";
@@ -201,7 +201,7 @@ pgTest("the same tables and columns as the SQLite schema", async (pg, file, dir)
 });
 
 pgTest(
-  "acknowledged writes survive pg_ctl restart; the store reconnects and fails fast while down",
+  "acknowledged writes survive pg_ctl restart and a crash; the store reconnects, failing fast while down",
   async (pg, file) => {
     await using s = await openStore(pg.tcpUrl, { passwordFile: file, timeoutMs: 2000 });
     await using other = await openStore(pg.tcpUrl, { passwordFile: file });
@@ -231,6 +231,13 @@ pgTest(
     await pg.start();
     await eventually(() => s.accounts.create("beta"));
     assertEquals((await s.accounts.list()).map((a) => a.name), ["acme", "beta"]);
+
+    // A crash right after the acknowledgement (no shutdown checkpoint): the WAL has the write.
+    const lastWrite = await s.accounts.addKey("beta", "full", "just before the crash");
+    await pg.crash();
+    await pg.start();
+    const found = await eventually(() => s.accounts.findKey(lastWrite.key));
+    assertEquals(found!.label, "just before the crash");
   },
 );
 
