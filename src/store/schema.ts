@@ -96,4 +96,81 @@ export const MIGRATIONS: readonly string[] = [
   `
   CREATE INDEX props_key_value ON props(key, value);
   `,
+  // 5: several relays (heartbeats; which relay holds each device link, by generation), and the
+  // change log that tells other processes and relays what changed. Triggers fill the log, so
+  // every writer records its changes (the PostgreSQL dialect NOTIFYs instead); the log keeps the
+  // last 100,000 changes, enough for a reader polling every 250 ms through a reconnect storm.
+  `
+  CREATE TABLE relays (
+    id           TEXT    PRIMARY KEY,
+    mesh_url     TEXT    NOT NULL,
+    started_at   INTEGER NOT NULL,
+    heartbeat_at INTEGER NOT NULL
+  );
+  CREATE TABLE device_links (
+    device_id   INTEGER PRIMARY KEY REFERENCES devices(id) ON DELETE CASCADE,
+    relay_id    TEXT    REFERENCES relays(id) ON DELETE SET NULL,
+    generation  INTEGER NOT NULL,
+    since       INTEGER NOT NULL
+  );
+  CREATE INDEX device_links_relay ON device_links(relay_id);
+  CREATE TABLE change_log (
+    seq         INTEGER PRIMARY KEY,
+    kind        TEXT    NOT NULL,
+    account_id  INTEGER,
+    device_id   INTEGER,
+    ref         TEXT,
+    num         INTEGER
+  );
+  CREATE TRIGGER change_log_bounded AFTER INSERT ON change_log BEGIN
+    DELETE FROM change_log WHERE seq <= NEW.seq - 100000;
+  END;
+  CREATE TRIGGER keys_added AFTER INSERT ON keys BEGIN
+    INSERT INTO change_log (kind, account_id, ref) VALUES ('keys', NEW.account_id, NEW.id);
+  END;
+  CREATE TRIGGER keys_revoked AFTER UPDATE OF revoked_at ON keys
+  WHEN NEW.revoked_at IS NOT OLD.revoked_at BEGIN
+    INSERT INTO change_log (kind, account_id, ref) VALUES ('keys', NEW.account_id, NEW.id);
+  END;
+  CREATE TRIGGER keys_removed AFTER DELETE ON keys BEGIN
+    INSERT INTO change_log (kind, account_id, ref) VALUES ('keys', OLD.account_id, OLD.id);
+  END;
+  CREATE TRIGGER shares_added AFTER INSERT ON shares BEGIN
+    INSERT INTO change_log (kind, account_id, num) VALUES ('shares', NEW.owner_id, NEW.id);
+  END;
+  CREATE TRIGGER shares_removed AFTER DELETE ON shares BEGIN
+    INSERT INTO change_log (kind, account_id, num) VALUES ('shares', OLD.owner_id, OLD.id);
+  END;
+  CREATE TRIGGER devices_added AFTER INSERT ON devices BEGIN
+    INSERT INTO change_log (kind, account_id, device_id) VALUES ('devices', NEW.account_id, NEW.id);
+  END;
+  CREATE TRIGGER devices_renamed AFTER UPDATE OF name ON devices WHEN NEW.name IS NOT OLD.name
+  BEGIN
+    INSERT INTO change_log (kind, account_id, device_id) VALUES ('devices', NEW.account_id, NEW.id);
+  END;
+  CREATE TRIGGER devices_removed AFTER DELETE ON devices BEGIN
+    INSERT INTO change_log (kind, account_id, device_id) VALUES ('devices', OLD.account_id, OLD.id);
+  END;
+  CREATE TRIGGER props_added AFTER INSERT ON props BEGIN
+    INSERT INTO change_log (kind, account_id, device_id, ref) VALUES
+      ('props', (SELECT account_id FROM devices WHERE id = NEW.device_id), NEW.device_id, NEW.key);
+  END;
+  CREATE TRIGGER props_changed AFTER UPDATE ON props
+  WHEN NEW.value IS NOT OLD.value OR NEW.updated_at IS NOT OLD.updated_at BEGIN
+    INSERT INTO change_log (kind, account_id, device_id, ref) VALUES
+      ('props', (SELECT account_id FROM devices WHERE id = NEW.device_id), NEW.device_id, NEW.key);
+  END;
+  CREATE TRIGGER events_added AFTER INSERT ON events BEGIN
+    INSERT INTO change_log (kind, account_id, num) VALUES ('events', NEW.account_id, NEW.id);
+  END;
+  CREATE TRIGGER links_added AFTER INSERT ON device_links BEGIN
+    INSERT INTO change_log (kind, device_id, ref, num)
+      VALUES ('links', NEW.device_id, NEW.relay_id, NEW.generation);
+  END;
+  CREATE TRIGGER links_changed AFTER UPDATE ON device_links
+  WHEN NEW.relay_id IS NOT OLD.relay_id OR NEW.generation IS NOT OLD.generation BEGIN
+    INSERT INTO change_log (kind, device_id, ref, num)
+      VALUES ('links', NEW.device_id, NEW.relay_id, NEW.generation);
+  END;
+  `,
 ];

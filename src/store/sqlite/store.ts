@@ -1,0 +1,104 @@
+/**
+ * The async Store on SQLite: the relay's file `DIR/od.db`, opened and migrated exactly as the
+ * synchronous store opens it (src/store/db.ts: WAL, synchronous=FULL, migrations of
+ * src/store/schema.ts), so both can use one file at once.
+ */
+import type { DatabaseSync } from "node:sqlite";
+import { DB_FILE, integrityCheck, openDatabase } from "../db.ts";
+import {
+  HEARTBEAT_MS,
+  type Store,
+  type StoreChange,
+  type StoreScope,
+  type Unsubscribe,
+} from "../types.ts";
+import { scopeOf } from "../queries/scope.ts";
+import type { Executor } from "../queries/executor.ts";
+import { type Gate, gateFor, SqliteExecutor } from "./executor.ts";
+import { SqliteFeed } from "./feed.ts";
+
+/** How to open a SQLite store. */
+export interface SqliteOptions {
+  /** Create the directory and file if missing (default true). */
+  create?: boolean;
+  /** The relays' heartbeat interval, for `on:state` and reclaiming (default HEARTBEAT_MS). */
+  heartbeatMs?: number;
+}
+
+/** A Store on the SQLite file in a data directory. */
+export class SqliteStore implements Store {
+  readonly kind = "sqlite";
+  readonly location: string;
+  readonly accounts: StoreScope["accounts"];
+  readonly devices: StoreScope["devices"];
+  readonly props: StoreScope["props"];
+  readonly events: StoreScope["events"];
+  readonly shares: StoreScope["shares"];
+  readonly audit: StoreScope["audit"];
+  readonly relays: StoreScope["relays"];
+  readonly #db: DatabaseSync;
+  readonly #gate: Gate;
+  readonly #executor: SqliteExecutor;
+  readonly #feed: SqliteFeed;
+  readonly #heartbeatMs: number;
+
+  private constructor(db: DatabaseSync, dataDir: string, heartbeatMs: number) {
+    this.#db = db;
+    this.location = dataDir;
+    this.#heartbeatMs = heartbeatMs;
+    this.#gate = gateFor(`${dataDir}/${DB_FILE}`);
+    this.#executor = new SqliteExecutor(db, this.#gate, `${dataDir}/${DB_FILE}`);
+    this.#feed = new SqliteFeed(db, this.#gate);
+    const scope = scopeOf(this.#executor, heartbeatMs);
+    this.accounts = scope.accounts;
+    this.devices = scope.devices;
+    this.props = scope.props;
+    this.events = scope.events;
+    this.shares = scope.shares;
+    this.audit = scope.audit;
+    this.relays = scope.relays;
+  }
+
+  /** Opens (and with `create`, creates) the store in `dataDir`, migrating it; StoreError if not. */
+  static open(dataDir: string, options: SqliteOptions = {}): SqliteStore {
+    const db = openDatabase(dataDir, options.create ?? true);
+    return new SqliteStore(db, dataDir, options.heartbeatMs ?? HEARTBEAT_MS);
+  }
+
+  /** Runs `fn` on a consistent read snapshot (the migration helper reads through it). */
+  snapshot<T>(fn: (e: Executor) => Promise<T>): Promise<T> {
+    return this.#executor.snapshot(fn);
+  }
+
+  /** Runs `fn` in one transaction. */
+  tx<T>(fn: (t: StoreScope) => Promise<T>): Promise<T> {
+    return this.#executor.tx((e) => fn(scopeOf(e, this.#heartbeatMs)));
+  }
+
+  /** Subscribes to the change log. */
+  async subscribe(fn: (change: StoreChange) => void): Promise<Unsubscribe> {
+    while (this.#gate.held) await this.#gate.idle();
+    return this.#feed.subscribe(fn);
+  }
+
+  /** The result of `PRAGMA integrity_check`. */
+  async integrity(): Promise<string> {
+    while (this.#gate.held) await this.#gate.idle();
+    return integrityCheck(this.#db);
+  }
+
+  /** Stops the feed and closes the file once no transaction is open. */
+  async close(): Promise<void> {
+    this.#feed.stop();
+    const release = await this.#gate.acquire();
+    try {
+      if (this.#db.isOpen) this.#db.close();
+    } finally {
+      release();
+    }
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
