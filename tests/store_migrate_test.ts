@@ -35,11 +35,12 @@ async function populate(s: SqliteStore) {
       enrolledBy: "key-x",
       fingerprint: `fp-${i}`,
     }, 5000 + i);
-    await s.props.apply(device.rowid, [{ k: "site", v: `s${i % 7}`, at: 10 }, {
-      k: "old",
-      v: null,
-      at: 11,
-    }]);
+    // A present key, and a removed one (a tombstone: removals of absent keys store nothing).
+    await s.props.apply(device.rowid, [
+      { k: "site", v: `s${i % 7}`, at: 10 },
+      { k: "old", v: "x", at: 9 },
+      { k: "old", v: null, at: 11 },
+    ]);
   }
   await s.shares.add({
     ownerId: acmeId,

@@ -194,7 +194,10 @@ const CASES: Case[] = [
       await s.props.apply(id, [{ k: "site", v: "bern", at: 300 }]);
       assertEquals(await s.props.present(id), { group: "web", site: "bern" });
       // Pruning forgets only removals older than the cut.
-      await s.props.apply(id, [{ k: "gone", v: null, at: 10 }]);
+      await s.props.apply(id, [{ k: "gone", v: "x", at: 5 }, { k: "gone", v: null, at: 10 }]);
+      // A removal of a key that is not there stores nothing.
+      await s.props.apply(id, [{ k: "never", v: null, at: 12 }]);
+      assertEquals((await s.props.load(id)).has("never"), false);
       assertEquals(await s.props.pruneTombstones(20), 1);
       assertEquals((await s.props.load(id)).has("gone"), false);
       assertEquals((await s.props.load(id)).size, 2);

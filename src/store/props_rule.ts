@@ -1,11 +1,10 @@
 /**
  * The one place that decides what a property change stores, for both async backends (the
  * synchronous store in src/store/props.ts follows the same rule): last write per key wins
- * (src/protocol/props.ts `mergeChanges`), a removal is stored as a tombstone so an older change
- * cannot revive the key, and at most `limit` keys are present per device. Today every applied
- * change is written, including the tombstone of a key that was never present; if that rule
- * changes (e.g. absent keys store nothing, or tombstones per device are bounded), change
- * `planApply` here and both backends follow.
+ * (src/protocol/props.ts `mergeChanges`), a removal of a present key is stored as a tombstone so
+ * an older change cannot revive it, a removal of an absent key stores nothing, at most `limit`
+ * keys are present and at most MAX_TOMBSTONES removals are kept per device (the oldest are
+ * deleted). Both backends write exactly what `planApply` decides.
  */
 import { MAX_PROPS, mergeChanges, type PropChange, type PropValue } from "../protocol/props.ts";
 
@@ -15,6 +14,8 @@ export interface PropPlan {
   rejected: PropChange[];
   /** Rows to upsert as (key, value or null for a tombstone, time). */
   writes: PropChange[];
+  /** Keys whose rows (old tombstones) are deleted. */
+  deletes: string[];
 }
 
 /** Applies what fits (a device's queue): last write per key, the limit per change. */
@@ -23,8 +24,14 @@ export function planApply(
   changes: PropChange[],
   limit = MAX_PROPS,
 ): PropPlan {
-  const { applied, rejected } = mergeChanges(new Map(current), changes, limit);
-  return { applied, rejected, writes: applied };
+  const merged = new Map(current);
+  const { applied, rejected, dropped } = mergeChanges(merged, changes, limit);
+  const writes: PropChange[] = [];
+  for (const k of new Set(applied.map((c) => c.k))) {
+    const p = merged.get(k); // absent if it was a removal whose tombstone was dropped at once
+    if (p) writes.push({ k, v: p.v, at: p.at });
+  }
+  return { applied, rejected, writes, deletes: dropped.filter((k) => current.has(k)) };
 }
 
 /**
@@ -43,6 +50,7 @@ export function planApplyAll(
     applied: [],
     rejected: plan.rejected,
     writes: [],
+    deletes: [],
     refusal: `the device has ${present} properties and the limit is ${limit}; nothing was changed`,
   };
 }

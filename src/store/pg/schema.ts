@@ -5,7 +5,7 @@
  * columns (BY DEFAULT, so a migration from SQLite keeps them); times and ids are BIGINT
  * (milliseconds overflow INTEGER); secrets' hashes are BYTEA; names and property keys use the
  * "C" collation so they sort byte-wise as in SQLite whatever the database's locale, which keeps
- * pages (`after` a device id) identical on both. Migration 4's triggers NOTIFY on channel
+ * pages (`after` a device id) identical on both. Migration 5's triggers NOTIFY on channel
  * `od_changes` where SQLite's write the change_log table.
  */
 

@@ -81,6 +81,11 @@ async function write<P extends PropPlan>(e: Executor, rowid: number, plan: P): P
     ON CONFLICT (device_id, key) DO UPDATE SET value = excluded.value,
     updated_at = excluded.updated_at`;
   // Issued together: PostgreSQL pipelines them on the transaction's connection.
-  await Promise.all(plan.writes.map((c) => e.run(sql, [rowid, c.k, c.v, c.at])));
+  await Promise.all([
+    ...plan.writes.map((c) => e.run(sql, [rowid, c.k, c.v, c.at])),
+    ...plan.deletes.map((k) =>
+      e.run("DELETE FROM props WHERE device_id = ? AND key = ?", [rowid, k])
+    ),
+  ]);
   return plan;
 }
