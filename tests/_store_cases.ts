@@ -189,6 +189,10 @@ export const CASES_MORE: Case[] = [
         [[`on:lastSeen=${new Date(5).toISOString()}`], ["pi-1"]],
         [[`on:createdAt!=${new Date(0).toISOString()}`], ["pi-1", "pi-2", "pi-3"]],
         [["on:nonsense"], []],
+        // Names that objects inherit are property names like any other, never SQL.
+        [["constructor"], []],
+        [["toString!=x"], ["pi-1", "pi-2", "pi-3"]],
+        [["__proto__=x"], []],
       ];
       for (const [filters, want] of cases) {
         assertEquals(await allIds(s, accountId, filters, 1000, now), want, filters.join(" "));

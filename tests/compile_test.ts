@@ -1,6 +1,7 @@
 /**
  * What can be proved here about `deno compile` (its runtime base binary is downloaded from
- * dl.deno.land, which this machine cannot reach): the module graph is local and complete, so the
+ * dl.deno.land, which this machine cannot reach): the module graph is local and complete (local
+ * files, node: built-ins and the pinned npm:postgres, which deno compile embeds), so the
  * binary embeds everything; every dynamic import is a literal the compiler follows; and the
  * scripts/od shim runs with exactly the permissions the compiled binary gets.
  */
@@ -9,7 +10,7 @@ import { RUN_PERMISSIONS } from "../src/cli/self.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
-Deno.test("the module graph of main.ts is local files and node: built-ins only", async () => {
+Deno.test("the module graph of main.ts is local files, node: built-ins and the pinned PostgreSQL driver", async () => {
   const out = await new Deno.Command("deno", {
     args: ["info", "--json", "main.ts"],
     cwd: ROOT,
@@ -20,7 +21,10 @@ Deno.test("the module graph of main.ts is local files and node: built-ins only",
     modules: { specifier: string; dependencies?: { specifier: string; isDynamic?: boolean }[] }[];
   };
   const schemes = new Set(info.modules.map((m) => m.specifier.split(":")[0]));
-  assertEquals([...schemes].sort(), ["file", "node"]);
+  assertEquals([...schemes].sort(), ["file", "node", "npm"]);
+  // The one npm package (deno compile and deno bundle embed it) is the exact pinned version.
+  const npm = info.modules.map((m) => m.specifier).filter((s) => s.startsWith("npm:"));
+  assertEquals(npm, ["npm:/postgres@3.4.9"]);
   // Every command module is imported dynamically, by a literal path the compiler can embed.
   const loaded = new Set(info.modules.map((m) => m.specifier));
   // Resolved against the module that imports it (install.ts is loaded by its role's command).

@@ -17,7 +17,7 @@ import {
   watch,
   withDevice,
 } from "./_stores.ts";
-import { Store } from "../src/store/store.ts";
+import { od } from "./_harness.ts";
 import { CASES_MORE } from "./_store_cases.ts";
 
 const CASES: Case[] = [
@@ -48,7 +48,7 @@ const CASES: Case[] = [
     },
   },
   {
-    name: "keys: add, find by secret, revoke once, revokedSince, touch",
+    name: "keys: add, find by secret and id, revoke once, revokedSince, touch",
     async run(place) {
       await using s = await place.open();
       const { clientKey } = await s.accounts.create("acme", 1000);
@@ -66,6 +66,8 @@ const CASES: Case[] = [
       assertEquals(await s.accounts.revokeKey(full.id, 5000), true);
       assertEquals(await s.accounts.revokeKey(full.id, 6000), false);
       assertEquals((await s.accounts.findKey(full.key))!.revokedAt, 5000);
+      assertEquals(await s.accounts.keyById(full.id), await s.accounts.findKey(full.key));
+      assertEquals(await s.accounts.keyById("no-such-id"), null);
       assertEquals(await s.accounts.revokedSince(5000), [full.id]);
       assertEquals(await s.accounts.revokedSince(5001), []);
       await s.accounts.touchKeys([found.id], 7000);
@@ -201,6 +203,11 @@ const CASES: Case[] = [
       assertEquals(await s.props.pruneTombstones(20), 1);
       assertEquals((await s.props.load(id)).has("gone"), false);
       assertEquals((await s.props.load(id)).size, 2);
+      // Repair brings a time from the future (written before the bounds) back to now.
+      await s.props.apply(id, [{ k: "late", v: "x", at: 10_000 }]);
+      assertEquals(await s.props.repair(5_000), 1);
+      assertEquals((await s.props.load(id)).get("late"), { v: "x", at: 5_000 });
+      assertEquals(await s.props.repair(5_000), 0);
     },
   },
   {
@@ -335,23 +342,21 @@ Deno.test({
   },
 });
 
-Deno.test("SQLite change feed sees what the synchronous store (od admin today) writes", async () => {
+Deno.test("SQLite change feed sees what od admin, another process, writes", async () => {
   await using place = await sqlitePlace();
   await using s = await place.open();
   using w = await watch(s);
   const dir = s.location;
-  const sync = Store.open(dir, false);
-  try {
-    const { clientKey } = sync.accounts.create("acme");
-    const key = sync.accounts.findKey(clientKey)!;
-    sync.accounts.revokeKey(key.id);
-    const ofKey = () => w.changes.filter((x) => x.kind === "keys" && x.keyId === key.id);
-    const revoked = await w.until((c) =>
-      c.kind === "keys" && c.keyId === key.id && ofKey().length === 2 ? c : undefined
-    );
-    assertEquals(revoked, { kind: "keys", accountId: key.accountId, keyId: key.id });
-    assertEquals((await s.accounts.findKey(clientKey))!.revokedAt !== null, true);
-  } finally {
-    sync.close();
-  }
+  const added = await od(["admin", "--data", dir, "account", "add", "acme", "--json"]);
+  assertEquals(added.code, 0, added.stderr);
+  const key = (await s.accounts.findKey(JSON.parse(added.stdout).clientKey))!;
+  const revoked = await od(["admin", "--data", dir, "key", "revoke", key.id]);
+  assertEquals(revoked.code, 0, revoked.stderr);
+  const ofKey = () => w.changes.filter((x) => x.kind === "keys" && x.keyId === key.id);
+  const change = await w.until(
+    (c) => c.kind === "keys" && c.keyId === key.id && ofKey().length === 2 ? c : undefined,
+    5000,
+  );
+  assertEquals(change, { kind: "keys", accountId: key.accountId, keyId: key.id });
+  assertEquals((await s.accounts.keyById(key.id))!.revokedAt !== null, true);
 });

@@ -127,7 +127,7 @@ async function plainHold(
 
 /** Median wall time of `od list` runs against a relay with one device (the list baselines). */
 async function listBaselines(dir: string) {
-  const fleet = prepareStore(`${dir}/one`, 1);
+  const fleet = await prepareStore(`${dir}/one`, 1);
   await using relay = await startMeteredRelay(fleet.dataDir);
   const env = clientEnv(relay, fleet.keys.clientKey, `${dir}/one/config`);
   return {
@@ -139,7 +139,7 @@ async function listBaselines(dir: string) {
 /** The main fleet over ws with a real daemon: memory, idle CPU, opens, listing and the storm. */
 async function mainFleet(dir: string, size: number, ticks: number) {
   progress(`enrolling ${size} devices in a new store`);
-  const fleet = prepareStore(`${dir}/main`, size);
+  const fleet = await prepareStore(`${dir}/main`, size);
   const lists = await listBaselines(dir);
   await using echo = echoServer();
   let relay: MeteredRelay = await startMeteredRelay(fleet.dataDir);
@@ -333,7 +333,7 @@ export async function fleetFigures(ca: TestCa, ticks: number, sizes: number[]): 
     } s), relay restarted in ${round(s.restartS)} s`,
   );
   for (const size of [main, ...others]) {
-    const fleet = size === main ? m.fleet : prepareStore(`${dir}/f${size}`, size);
+    const fleet = size === main ? m.fleet : await prepareStore(`${dir}/f${size}`, size);
     for (const t of ["ws", "wss"] as const) {
       if (size === main && t === "ws") continue; // measured above
       const relay = await relayHold(t, ca, fleet);

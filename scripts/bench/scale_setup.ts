@@ -3,10 +3,10 @@
  * time, a relay with metrics and 127.0.0.1 as trusted proxy, groups of load processes
  * (fleet_load.ts) holding the links, and reading the relay's metrics listener.
  */
-import { Store } from "../../src/store/store.ts";
+import { openStore } from "../../src/store/open.ts";
 import { hashSecret } from "../../src/store/hash.ts";
 import { generateCredential } from "../../src/protocol/keys.ts";
-import type { NewAccount } from "../../src/store/accounts.ts";
+import type { NewAccount } from "../../src/store/types.ts";
 import type { Relay, TestCa } from "../../tests/_fleet.ts";
 import { startRelay } from "../../tests/_fleet.ts";
 import type { Proc } from "../../tests/_harness.ts";
@@ -30,24 +30,27 @@ export interface FleetStore {
  * Enrols `count` devices (`load-00000`…) in a new store in `dir`, each with `site=sK` so that
  * SITE_MATCHES devices share a site, and writes their credentials to a file.
  */
-export function prepareStore(dir: string, count: number): FleetStore {
+export async function prepareStore(dir: string, count: number): Promise<FleetStore> {
   const dataDir = `${dir}/data`;
-  using store = Store.open(dataDir);
-  const keys = store.accounts.create("bench");
-  const accountId = store.accounts.find("bench")!;
+  await using store = await openStore({ dataDir });
+  const keys = await store.accounts.create("bench");
+  const accountId = (await store.accounts.find("bench"))!;
   const creds: string[] = [];
   const at = Date.now();
-  for (let i = 0; i < count; i++) {
-    const credential = generateCredential();
-    const { device } = store.devices.enroll({
-      accountId,
-      name: `load-${String(i).padStart(5, "0")}`,
-      credentialHash: hashSecret(credential),
-      enrolledBy: "bench",
-    });
-    store.props.apply(device.rowid, [{ k: "site", v: `s${Math.floor(i / SITE_MATCHES)}`, at }]);
-    creds.push(credential);
-  }
+  await store.tx(async (t) => {
+    for (let i = 0; i < count; i++) {
+      const credential = generateCredential();
+      const { device } = await t.devices.enroll({
+        accountId,
+        name: `load-${String(i).padStart(5, "0")}`,
+        credentialHash: hashSecret(credential),
+        enrolledBy: "bench",
+      });
+      const site = `s${Math.floor(i / SITE_MATCHES)}`;
+      await t.props.apply(device.rowid, [{ k: "site", v: site, at }]);
+      creds.push(credential);
+    }
+  });
   const credsFile = `${dir}/creds.txt`;
   Deno.writeTextFileSync(credsFile, creds.join("\n") + "\n");
   return { dataDir, keys, credsFile, count };

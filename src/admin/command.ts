@@ -1,18 +1,22 @@
-/** `od admin`: manages accounts and keys directly in the data directory, relay running or not. */
+/**
+ * `od admin`: manages accounts and keys directly in the relay's store (the SQLite file in a data
+ * directory, or PostgreSQL with --store), whether relays are running or not: they learn of what
+ * it writes from the store's change feed.
+ */
 import { parse, str } from "../cli/args.ts";
 import { OdError, UsageError } from "../shared/errors.ts";
 import { ago, iso, parseSince, printJson, printTable } from "../cli/output.ts";
-import { Store } from "../store/store.ts";
-import { ConflictError } from "../store/accounts.ts";
-import { StoreError } from "../store/db.ts";
+import { openStore, type StoreTarget } from "../store/open.ts";
+import { ConflictError, type Store, StoreError } from "../store/types.ts";
+import { isPgUrl } from "../store/pg/url.ts";
 import { KEY_ROLES, type KeyRole } from "../protocol/keys.ts";
 import { idProblem } from "../protocol/names.ts";
 import { printAudit } from "../cli/audit_table.ts";
 import { auditView } from "../protocol/api.ts";
 
-const USAGE = `Usage: od admin [--data DIR] COMMAND [--json]
+const USAGE = `Usage: od admin [--data DIR | --store postgres://USER@HOST/DB] COMMAND [--json]
 
-Manages the relay's store directly (works whether or not the relay is running).
+Manages the relay's store directly (works whether or not relays are running).
 
 Commands:
   account add NAME                 create an account; prints its client and device keys
@@ -25,16 +29,27 @@ Commands:
   audit [--account NAME] [--device DEV] [--since TIME]
                                    the audit log of all accounts, including attempts with
                                    keys the relay does not know
+  relay list                       the relays of the store: heartbeat, mesh URL, devices held
+  migrate --to postgres://USER@HOST/DB
+                                   copy the SQLite store of --data into an empty PostgreSQL
+                                   store (stop the relay first); checks every table's count
 
 Options:
-  --data DIR   data directory (default ./od-data)
-  --json       print JSON instead of text
+  --data DIR        data directory of the SQLite store (default ./od-data)
+  --store URL       the PostgreSQL store instead (as od serve --store)
+  --store-password-file FILE
+                    a file (mode 0600) whose first line is the PostgreSQL password (also for
+                    migrate --to); otherwise the URL, PGPASSWORD or PGPASSFILE
+  --json            print JSON instead of text
 `;
 
 /** Entry point of `od admin`. */
-export function adminCommand(args: string[]): number {
+export async function adminCommand(args: string[]): Promise<number> {
   const { values, positionals } = parse(args, {
     data: { type: "string" },
+    store: { type: "string" },
+    "store-password-file": { type: "string" },
+    to: { type: "string" },
     json: { type: "boolean" },
     account: { type: "string" },
     role: { type: "string" },
@@ -45,26 +60,52 @@ export function adminCommand(args: string[]): number {
   const [group, action, ...rest] = positionals;
   if (!group) throw new UsageError("missing command: account or key (see od admin --help)");
   const json = values.json === true;
+  const passwordFile = str(values, "store-password-file");
+  if (!["account", "key", "audit", "relay", "migrate"].includes(group)) {
+    throw new UsageError(`unknown command "${group}": use account, key, audit, relay or migrate`);
+  }
+  if (group === "migrate") {
+    const { migrateCommand } = await import("./migrate.ts");
+    return await migrateCommand(values, [action, ...rest].filter((a) => a), json);
+  }
+  if (values.to !== undefined) throw new UsageError("--to belongs to od admin migrate");
   let store: Store;
   try {
     // Only the first account creates a store: a mistyped --data must not look like an empty relay.
     const create = group === "account" && action === "add";
-    store = Store.open(str(values, "data", "./od-data")!, create);
+    store = await openStore(target(values), { create, passwordFile });
   } catch (err) {
     if (err instanceof StoreError) throw new OdError(err.message);
     throw err;
   }
   try {
-    if (group === "account") return account(store, action, rest, json);
-    if (group === "key") return key(store, action, rest, values, json);
-    if (group === "audit") return audit(store, [action, ...rest].filter((a) => a), values, json);
-    throw new UsageError(`unknown command "${group}": use account, key or audit`);
+    if (group === "account") return await account(store, action, rest, json);
+    if (group === "key") return await key(store, action, rest, values, json);
+    if (group === "relay") return await relays(store, action, rest, json);
+    return await audit(store, [action, ...rest].filter((a) => a), values, json);
   } catch (err) {
-    if (err instanceof ConflictError) throw new OdError(err.message);
+    if (err instanceof ConflictError || err instanceof StoreError) throw new OdError(err.message);
     throw err;
   } finally {
-    store.close();
+    await store.close();
   }
+}
+
+/** The store `--store` or `--data` names. */
+export function target(values: Record<string, unknown>): StoreTarget {
+  const url = typeof values.store === "string" ? values.store : undefined;
+  if (url === undefined) {
+    return { dataDir: typeof values.data === "string" ? values.data : "./od-data" };
+  }
+  if (values.data !== undefined) {
+    throw new UsageError("--store and --data name two stores; give one");
+  }
+  if (!isPgUrl(url)) {
+    throw new UsageError(
+      `--store must be a postgres://USER@HOST/DB URL, not "${url.slice(0, 40)}"`,
+    );
+  }
+  return url;
 }
 
 function one(rest: string[], what: string): string {
@@ -73,13 +114,18 @@ function one(rest: string[], what: string): string {
   return rest[0];
 }
 
-function account(store: Store, action: string | undefined, rest: string[], json: boolean): number {
+async function account(
+  store: Store,
+  action: string | undefined,
+  rest: string[],
+  json: boolean,
+): Promise<number> {
   switch (action) {
     case "add": {
       const name = one(rest, "account NAME");
       const problem = idProblem(name, "account name");
       if (problem) throw new UsageError(problem);
-      const created = store.accounts.create(name.toLowerCase());
+      const created = await store.accounts.create(name.toLowerCase());
       if (json) printJson(created);
       else {
         console.log(`Created account "${created.account}". Keys are shown once; keep them safe.`);
@@ -90,7 +136,7 @@ function account(store: Store, action: string | undefined, rest: string[], json:
     }
     case "list": {
       if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
-      const accounts = store.accounts.list();
+      const accounts = await store.accounts.list();
       if (json) {
         printJson(accounts.map((a) => ({
           account: a.name,
@@ -108,7 +154,9 @@ function account(store: Store, action: string | undefined, rest: string[], json:
     }
     case "rm": {
       const name = one(rest, "account NAME").toLowerCase();
-      if (!store.accounts.remove(name)) throw new OdError(`account "${name}" does not exist`);
+      if (!(await store.accounts.remove(name))) {
+        throw new OdError(`account "${name}" does not exist`);
+      }
       if (json) printJson({ removed: name });
       else console.log(`Removed account "${name}" with its devices and keys.`);
       return 0;
@@ -120,13 +168,13 @@ function account(store: Store, action: string | undefined, rest: string[], json:
   }
 }
 
-function key(
+async function key(
   store: Store,
   action: string | undefined,
   rest: string[],
   values: Record<string, unknown>,
   json: boolean,
-): number {
+): Promise<number> {
   switch (action) {
     case "add": {
       if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
@@ -137,7 +185,7 @@ function key(
         throw new UsageError(`key add needs --role ${KEY_ROLES.join("|")}`);
       }
       const label = typeof values.label === "string" ? values.label.slice(0, 200) : "";
-      const added = store.accounts.addKey(account.toLowerCase(), role as KeyRole, label);
+      const added = await store.accounts.addKey(account.toLowerCase(), role as KeyRole, label);
       if (json) printJson({ id: added.id, account: account.toLowerCase(), role, key: added.key });
       else {
         console.log(
@@ -150,7 +198,7 @@ function key(
     case "list": {
       if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
       const account = typeof values.account === "string" ? values.account.toLowerCase() : undefined;
-      const keys = store.accounts.listKeys(account);
+      const keys = await store.accounts.listKeys(account);
       if (json) {
         printJson(keys.map((k) => ({
           id: k.id,
@@ -178,7 +226,7 @@ function key(
     }
     case "revoke": {
       const id = one(rest, "key ID");
-      if (!store.accounts.revokeKey(id)) {
+      if (!(await store.accounts.revokeKey(id))) {
         throw new OdError(`no active key "${id}" (see od admin key list)`);
       }
       if (json) printJson({ revoked: id });
@@ -192,20 +240,62 @@ function key(
   }
 }
 
-function audit(store: Store, rest: string[], values: Record<string, unknown>, json: boolean) {
+async function audit(
+  store: Store,
+  rest: string[],
+  values: Record<string, unknown>,
+  json: boolean,
+): Promise<number> {
   if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
   let accountId: number | undefined;
   if (typeof values.account === "string") {
-    const id = store.accounts.find(values.account.toLowerCase());
+    const id = await store.accounts.find(values.account.toLowerCase());
     if (id === null) throw new OdError(`account "${values.account}" does not exist`);
     accountId = id;
   }
-  const rows = store.audit.query({
+  const rows = (await store.audit.query({
     accountId,
     device: typeof values.device === "string" ? values.device.toLowerCase() : undefined,
     since: typeof values.since === "string" ? parseSince(values.since) : undefined,
-  }).map(auditView);
+  })).map(auditView);
   if (json) printJson(rows);
   else printAudit(rows);
+  return 0;
+}
+
+async function relays(
+  store: Store,
+  action: string | undefined,
+  rest: string[],
+  json: boolean,
+): Promise<number> {
+  if (action !== "list") {
+    throw new UsageError(
+      action ? `unknown relay command "${action}"` : "missing relay command: list",
+    );
+  }
+  if (rest.length) throw new UsageError(`unexpected argument "${rest[0]}"`);
+  const rows = await store.relays.list();
+  const held = await store.relays.heldCounts();
+  if (json) {
+    printJson(rows.map((r) => ({
+      id: r.id,
+      meshUrl: r.meshUrl || null,
+      startedAt: iso(r.startedAt),
+      heartbeatAt: iso(r.heartbeatAt),
+      devices: held.get(r.id) ?? 0,
+    })));
+  } else {
+    printTable(
+      ["RELAY", "MESH URL", "HEARTBEAT", "STARTED", "DEVICES"],
+      rows.map((r) => [
+        r.id,
+        r.meshUrl || "-",
+        ago(r.heartbeatAt),
+        ago(r.startedAt),
+        String(held.get(r.id) ?? 0),
+      ]),
+    );
+  }
   return 0;
 }

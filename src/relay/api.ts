@@ -3,9 +3,7 @@
  * edits, rename and removal, plus identity. Enrolment and clones live in enroll.ts; who may see
  * which device is decided in access.ts.
  */
-import type { KeyInfo } from "../store/accounts.ts";
-import { ConflictError } from "../store/accounts.ts";
-import type { DeviceRecord } from "../store/devices.ts";
+import { ConflictError, type DeviceRecord, type KeyInfo } from "../store/types.ts";
 import {
   parsePropsPatch,
   parseRename,
@@ -20,6 +18,7 @@ import type { RelayContext } from "./context.ts";
 import { resolveOwn, resolveVisible, visibleDevices } from "./access.ts";
 import { deviceView } from "./device_view.ts";
 import { parseFilters } from "../protocol/filter.ts";
+import { remoteLinks } from "./whereabouts.ts";
 
 // 256 values of 4 KiB as plain JSON; values of escaped characters must come in several requests.
 const MAX_PATCH_BODY = 2 * 1024 * 1024;
@@ -32,7 +31,11 @@ const MAX_FILTERS = 32; // filters in one listing; people write a handful
  * account owns or has been shared, own ones by id first, then shared ones by ref. With `limit`,
  * one page: a full page means there may be more after its last ref.
  */
-export function listDevices(ctx: RelayContext, key: KeyInfo, params: URLSearchParams): Response {
+export async function listDevices(
+  ctx: RelayContext,
+  key: KeyInfo,
+  params: URLSearchParams,
+): Promise<Response> {
   const limitText = params.get("limit");
   const limit = limitText === null ? undefined : Number(limitText);
   if (limit !== undefined && !(Number.isInteger(limit) && limit >= 1 && limit <= MAX_PAGE)) {
@@ -54,13 +57,19 @@ export function listDevices(ctx: RelayContext, key: KeyInfo, params: URLSearchPa
   } catch (err) {
     throw new HttpError(400, (err as Error).message);
   }
-  return json(visibleDevices(ctx, key, { filters, state, after: after?.toLowerCase(), limit }));
+  return json(
+    await visibleDevices(ctx, key, { filters, state, after: after?.toLowerCase(), limit }),
+  );
 }
 
 /** GET /v1/devices/REF: one device. */
-export function getDevice(ctx: RelayContext, key: KeyInfo, ref: string): Response {
-  const { record } = resolveVisible(ctx, key, ref);
-  return json(deviceView(ctx.hub, record, ctx.store.props.present(record.rowid), key.accountId));
+export async function getDevice(ctx: RelayContext, key: KeyInfo, ref: string): Promise<Response> {
+  const { record } = await resolveVisible(ctx, key, ref);
+  const [props, remote] = await Promise.all([
+    ctx.store.props.present(record.rowid),
+    remoteLinks(ctx, [record.rowid]),
+  ]);
+  return json(deviceView(ctx.hub, record, props, key.accountId, remote.get(record.rowid)));
 }
 
 /** PATCH /v1/devices/REF/props `{set: {k: v}, rm: [k]}`: all or nothing. */
@@ -70,33 +79,37 @@ export async function patchProps(
   ref: string,
   req: Request,
 ): Promise<Response> {
-  const d = resolveOwn(ctx, key, ref);
+  const d = await resolveOwn(ctx, key, ref);
   const { set, rm } = parsePropsPatch(await readJson(req, MAX_PATCH_BODY));
   const at = Date.now();
   const changes: PropChange[] = [
     ...Object.entries(set).map(([k, v]) => ({ k, v, at })),
     ...rm.map((k) => ({ k, v: null, at })),
   ];
-  const { applied, rejected } = ctx.store.props.applyAll(d.rowid, changes);
+  const { applied, rejected } = await ctx.store.props.applyAll(d.rowid, changes);
   if (rejected) throw new HttpError(400, rejected);
-  announceProps(ctx, d, applied, "client");
-  const result: PropsResult = { id: d.name, props: ctx.store.props.present(d.rowid) };
+  await announceProps(ctx, d, applied, "client");
+  const result: PropsResult = { id: d.name, props: await ctx.store.props.present(d.rowid) };
   return json(result);
 }
 
-/** Logs a props event and pushes applied changes to the device if it is online. */
-export function announceProps(
+/**
+ * Logs a props event and pushes applied changes to the device if this relay holds it (a relay
+ * holding it elsewhere learns of them from the store's change feed, see watch.ts).
+ */
+export async function announceProps(
   ctx: RelayContext,
   d: DeviceRecord,
   applied: PropChange[],
   origin: "client" | "device",
-): void {
+): Promise<void> {
   if (applied.length === 0) return;
-  ctx.events.emit(d.accountId, d.name, "props", {
+  const session = origin === "client" ? ctx.hub.get(d.rowid) : undefined;
+  if (session) ctx.mirror.push(session, applied);
+  await ctx.events.emit(d.accountId, d.name, "props", {
     origin,
     changes: applied.map((c) => ({ key: c.k, value: c.v })),
   });
-  if (origin === "client") ctx.hub.get(d.rowid)?.pushProps(applied);
 }
 
 /** POST /v1/devices/REF/rename `{name}`; an online device's session takes the new name. */
@@ -106,10 +119,10 @@ export async function renameDevice(
   ref: string,
   req: Request,
 ): Promise<Response> {
-  const d = resolveOwn(ctx, key, ref);
+  const d = await resolveOwn(ctx, key, ref);
   const { name } = parseRename(await readJson(req, 4096));
   try {
-    ctx.store.devices.rename(d.rowid, d.accountId, name);
+    await ctx.store.devices.rename(d.rowid, d.accountId, name);
   } catch (err) {
     if (err instanceof ConflictError) throw new HttpError(409, err.message);
     throw err;
@@ -117,21 +130,25 @@ export async function renameDevice(
   const session = ctx.hub.get(d.rowid);
   session?.renamed(name);
   for (const t of session?.streams() ?? []) t.info.deviceName = name; // re-checked by shares
-  ctx.events.emit(d.accountId, name, "renamed", { from: d.name });
+  await ctx.events.emit(d.accountId, name, "renamed", { from: d.name });
   const result: RenameResult = { id: name, from: d.name };
   return json(result);
 }
 
-/** DELETE /v1/devices/REF[?force=1]: refused while online unless forced. */
-export function removeDevice(ctx: RelayContext, key: KeyInfo, ref: string, force: boolean) {
-  const d = resolveOwn(ctx, key, ref);
+/**
+ * DELETE /v1/devices/REF[?force=1]: refused while online (on any relay) unless forced. A relay
+ * holding the device elsewhere closes its link when the feed tells it of the removal.
+ */
+export async function removeDevice(ctx: RelayContext, key: KeyInfo, ref: string, force: boolean) {
+  const d = await resolveOwn(ctx, key, ref);
   const live = ctx.hub.get(d.rowid);
-  if (live && !force) {
+  const online = live !== undefined || (await remoteLinks(ctx, [d.rowid])).has(d.rowid);
+  if (online && !force) {
     throw new HttpError(409, `device "${d.name}" is online; stop its daemon first or use --force`);
   }
-  ctx.store.devices.remove(d.rowid);
+  await ctx.store.devices.remove(d.rowid);
   live?.link.close(CloseCode.REVOKED, "the device was removed from its account");
-  ctx.events.emit(d.accountId, d.name, "removed", {});
+  await ctx.events.emit(d.accountId, d.name, "removed", {});
   return json({ removed: d.name });
 }
 

@@ -1,10 +1,10 @@
 /**
  * The relay's audit writer: collects rows in memory and writes them once a second in one
  * transaction. Throttled refusals from one address are merged into one row with a count, so a
- * brute-force flood costs neither a disk write per attempt nor unbounded memory.
+ * brute-force flood costs neither a disk write per attempt nor unbounded memory. Rows a store
+ * that is down did not take are kept for the next flush, up to a bound.
  */
-import type { Store } from "../store/store.ts";
-import type { AuditEntry } from "../store/audit.ts";
+import type { AuditEntry, Store } from "../store/types.ts";
 import { log } from "../shared/log.ts";
 
 /** What a request handler learns about a request as it goes, for its audit row. */
@@ -27,6 +27,7 @@ export class AuditWriter {
   #rows: AuditEntry[] = [];
   #merged = new Map<string, AuditEntry>();
   #timer: ReturnType<typeof setInterval>;
+  #flushing: Promise<void> | null = null;
 
   constructor(store: Store) {
     this.#store = store;
@@ -68,21 +69,30 @@ export class AuditWriter {
     this.#rows.push(entry);
   }
 
-  /** Writes what is buffered. */
-  flush(): void {
+  /** Writes what is buffered (one write at a time). */
+  flush(): Promise<void> {
+    this.#flushing ??= this.#write().finally(() => (this.#flushing = null));
+    return this.#flushing;
+  }
+
+  async #write(): Promise<void> {
     const rows = this.#rows;
+    if (rows.length === 0) return;
     this.#rows = [];
     this.#merged.clear();
     try {
-      this.#store.audit.append(rows);
+      await this.#store.audit.append(rows);
     } catch (err) {
       log.error("cannot write audit rows", { rows: rows.length, error: err });
+      // Kept for the next flush; beyond the bound the oldest go, so a long outage costs memory
+      // for MAX_BUFFERED rows, not for every request.
+      this.#rows = rows.concat(this.#rows).slice(-MAX_BUFFERED);
     }
   }
 
   /** Stops the timer and writes the rest. */
-  close(): void {
+  async close(): Promise<void> {
     clearInterval(this.#timer);
-    this.flush();
+    await this.flush();
   }
 }

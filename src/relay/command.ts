@@ -1,15 +1,17 @@
 /** `od serve`: runs the relay in the foreground until SIGINT or SIGTERM. */
-import { list, type OptionSpec, parse, str } from "../cli/args.ts";
+import { list, type OptionSpec, parse, str, type Values } from "../cli/args.ts";
 import { OdError, UsageError } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
-import { Store } from "../store/store.ts";
-import { StoreError } from "../store/db.ts";
+import { openStore, type StoreTarget } from "../store/open.ts";
+import { StoreError } from "../store/types.ts";
+import { isPgUrl } from "../store/pg/url.ts";
 import { VERSION } from "../version.ts";
 import { displayCommand } from "../cli/self.ts";
 import { runRelay } from "./server.ts";
 
-const USAGE = `Usage: od serve [--listen HOST:PORT] [--data DIR] [--tls-cert FILE --tls-key FILE]
-                [--public-url URL] [--init] [--metrics HOST:PORT] [--admit-rate N]
+const USAGE = `Usage: od serve [--listen HOST:PORT] [--data DIR | --store postgres://USER@HOST/DB]
+                [--tls-cert FILE --tls-key FILE] [--public-url URL] [--init]
+                [--metrics HOST:PORT] [--admit-rate N] [--mesh-url URL --mesh-key FILE]
        od serve install [serve options] [--print]     (a systemd unit; see its --help)
        od serve uninstall [--purge]
 
@@ -18,6 +20,18 @@ Runs the relay: the API and the WebSockets of devices and clients on one port.
 Options:
   --listen HOST:PORT   address to listen on (default 127.0.0.1:8080; port 0 picks a free one)
   --data DIR           data directory holding the SQLite store (default ./od-data)
+  --store URL          keep the store in PostgreSQL instead (postgres://USER@HOST[:PORT]/DB);
+                       several relays may share it. The password comes from the URL, from
+                       --store-password-file, PGPASSWORD or PGPASSFILE, and is never logged
+  --store-password-file FILE
+                       a file (mode 0600) whose first line is the PostgreSQL password
+  --mesh-url URL       where the other relays of the store reach this one (an internal
+                       address, e.g. http://10.0.0.5:8080); with --mesh-key, clients of any
+                       relay reach devices connected to any other
+  --mesh-key FILE      a file (mode 0600) holding the secret the relays of a mesh share
+  --relay-id NAME      this relay's name among the relays (default: host name and a suffix)
+  --heartbeat SECONDS  how often relays write their heartbeat; a relay silent for 3 of them
+                       is dead (default 10; use the same value on every relay of a store)
   --tls-cert FILE      PEM certificate chain: serve HTTPS/WSS directly
   --tls-key FILE       PEM private key for --tls-cert
   --public-url URL     the URL devices and clients use, when it differs (reverse proxy)
@@ -65,7 +79,36 @@ export const SERVE_OPTIONS: OptionSpec = {
   keepalive: { type: "string" },
   metrics: { type: "string" },
   "admit-rate": { type: "string" },
+  store: { type: "string" },
+  "store-password-file": { type: "string" },
+  "mesh-url": { type: "string" },
+  "mesh-key": { type: "string" },
+  "relay-id": { type: "string" },
+  heartbeat: { type: "string" },
 };
+
+/** The store the options name: the PostgreSQL URL of --store, else the SQLite --data dir. */
+export function storeTarget(values: Values): StoreTarget {
+  const url = str(values, "store");
+  if (url !== undefined) {
+    if (!isPgUrl(url)) {
+      throw new UsageError(
+        `--store must be a postgres://USER@HOST/DB URL, not "${url.slice(0, 40)}"`,
+      );
+    }
+    if (str(values, "data") !== undefined) {
+      throw new UsageError("--store and --data name two stores; give one of them");
+    }
+    return url;
+  }
+  return { dataDir: str(values, "data", "./od-data")! };
+}
+
+/** Where the store is, for logs: the data directory or the URL without its password. */
+function shownStore(target: StoreTarget): string {
+  if (typeof target !== "string") return target.dataDir;
+  return target.replace(/^(postgres(?:ql)?:\/\/[^:@/]*):[^@/]*@/, "$1@");
+}
 
 /** Entry point of `od serve`. */
 export async function serveCommand(args: string[]): Promise<number> {
@@ -89,7 +132,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   }
   const auditRetentionDays = days("audit-retention", 90);
   const { hostname, port } = parseListen(str(values, "listen", "127.0.0.1:8080")!);
-  const dataDir = str(values, "data", "./od-data")!;
+  const store = storeTarget(values);
+  const mesh = meshOptions(values, store);
   const metricsAt = str(values, "metrics");
   const metrics = metricsAt === undefined ? undefined : parseListen(metricsAt, "--metrics");
   const admitRate = Number(str(values, "admit-rate") ?? 500);
@@ -117,7 +161,9 @@ export async function serveCommand(args: string[]): Promise<number> {
     relay = await runRelay({
       hostname,
       port,
-      dataDir,
+      store,
+      storePasswordFile: str(values, "store-password-file"),
+      ...mesh,
       tls,
       signal: controller.signal,
       eventRetentionDays,
@@ -141,13 +187,18 @@ export async function serveCommand(args: string[]): Promise<number> {
     throw err;
   }
   const publicUrl = str(values, "public-url") ?? relay.url;
-  log.info("relay listening", { url: relay.url, data: dataDir, version: VERSION });
+  log.info("relay listening", {
+    url: relay.url,
+    store: shownStore(store),
+    relay: relay.relayId,
+    version: VERSION,
+  });
   if (relay.metricsAddr) {
     const { hostname, port } = relay.metricsAddr;
     const host = hostname.includes(":") ? `[${hostname}]` : hostname;
     log.info("metrics listening", { url: `http://${host}:${port}/metrics` });
   }
-  if (values.init) printFirstRun(dataDir, publicUrl);
+  if (values.init) await printFirstRun(store, publicUrl, str(values, "store-password-file"));
   await relay.finished;
   if (signalled === null) throw new OdError("the relay stopped unexpectedly");
   log.info("relay stopped", { signal: signalled });
@@ -169,11 +220,71 @@ function guardProcess(): void {
   });
 }
 
+/** The mesh and membership options, checked. */
+function meshOptions(values: Values, store: StoreTarget) {
+  const meshUrl = str(values, "mesh-url");
+  const meshKeyFile = str(values, "mesh-key");
+  if ((meshUrl === undefined) !== (meshKeyFile === undefined)) {
+    throw new UsageError("--mesh-url and --mesh-key go together");
+  }
+  if (meshUrl !== undefined && typeof store !== "string") {
+    throw new UsageError("a mesh of relays shares one PostgreSQL store: add --store postgres://…");
+  }
+  if (meshUrl !== undefined && !/^https?:\/\/[^/?#\s]+\/?$/.test(meshUrl)) {
+    throw new UsageError(
+      `--mesh-url must be http://HOST:PORT or https://HOST:PORT, not "${meshUrl}"`,
+    );
+  }
+  const relayId = str(values, "relay-id");
+  if (relayId !== undefined && !/^[a-z0-9][a-z0-9._-]{0,62}$/i.test(relayId)) {
+    throw new UsageError("--relay-id must be 1 to 63 letters, digits, dots, dashes or underscores");
+  }
+  const heartbeat = Number(str(values, "heartbeat") ?? 10);
+  if (!(heartbeat >= 0.5 && heartbeat <= 600)) {
+    throw new UsageError("--heartbeat must be 0.5 to 600 seconds");
+  }
+  return {
+    meshUrl: meshUrl?.replace(/\/$/, ""),
+    meshKey: meshKeyFile === undefined ? undefined : readMeshKey(meshKeyFile),
+    relayId,
+    heartbeatMs: heartbeat * 1000,
+  };
+}
+
+const MIN_MESH_KEY = 16; // characters; `openssl rand -hex 32` gives 64
+
+/** Reads the mesh's shared secret: the first line of a file only its owner can read. */
+function readMeshKey(path: string): string {
+  let info: Deno.FileInfo;
+  let text: string;
+  try {
+    info = Deno.statSync(path);
+    text = Deno.readTextFileSync(path);
+  } catch (err) {
+    throw new OdError(`cannot read the mesh key ${path}: ${(err as Error).message}`);
+  }
+  if (info.mode !== null && (info.mode & 0o077) !== 0) {
+    throw new OdError(`the mesh key ${path} is readable by others; chmod 600 ${path}`);
+  }
+  const key = text.split("\n")[0].trim();
+  if (key.length < MIN_MESH_KEY) {
+    throw new OdError(
+      `the mesh key in ${path} is too short (at least ${MIN_MESH_KEY} characters; ` +
+        `make one with: openssl rand -hex 32)`,
+    );
+  }
+  return key;
+}
+
 /** Creates the account "default" in a store without accounts and prints its keys. */
-export function printFirstRun(dataDir: string, url: string): void {
-  using store = Store.open(dataDir);
-  if (store.accounts.list().length > 0) return;
-  const created = store.accounts.create("default");
+export async function printFirstRun(
+  target: StoreTarget,
+  url: string,
+  passwordFile?: string,
+): Promise<void> {
+  await using store = await openStore(target, { passwordFile });
+  if ((await store.accounts.list()).length > 0) return;
+  const created = await store.accounts.create("default");
   const od = displayCommand();
   console.log(`
 Created account "default". These keys are shown once; keep them somewhere safe.

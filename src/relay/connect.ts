@@ -21,11 +21,11 @@ import { deviceView } from "./device_view.ts";
 import { greeting, handleDaemonMessage } from "./device_control.ts";
 import { resolveVisible, shareAllowsService } from "./access.ts";
 import type { RequestAudit } from "./audit.ts";
-import type { KeyInfo } from "../store/accounts.ts";
-import type { DeviceRecord } from "../store/devices.ts";
+import type { DeviceRecord, KeyInfo } from "../store/types.ts";
 import { cloneRefusal } from "./enroll.ts";
 import type { RelayContext } from "./context.ts";
 import { metrics } from "./relay_metrics.ts";
+import { remoteLinks } from "./whereabouts.ts";
 
 /** Checks that a WebSocket endpoint was asked for an upgrade with our protocol. */
 function upgradeCheck(req: Request): void {
@@ -62,16 +62,16 @@ export async function deviceLink(
   upgradeCheck(req);
   await ctx.admission.admit();
   if (fingerprint && !device.fingerprint) {
-    ctx.store.devices.setFingerprint(device.rowid, fingerprint);
+    await ctx.store.devices.setFingerprint(device.rowid, fingerprint);
   }
   // Built before the upgrade: whatever a stored value looks like, encoding fails here or not
   // at all, and the device learns its identity and properties in the 101's write.
-  const first = greeting(ctx, device);
+  const hello = await greeting(ctx, device);
   return new Upgrade({
     protocol: SUBPROTOCOL,
     maxMessage: MAX_FRAME_SIZE,
     maxQueued: DEVICE_MAX_QUEUED,
-    first,
+    first: hello.frames,
     onOpen(link) {
       const session = new DeviceSession(device, link, {
         ip,
@@ -80,6 +80,7 @@ export async function deviceLink(
           onMessage: (s, message) => handleDaemonMessage(ctx, s, message),
           onClose(s, code, reason) {
             metrics.deviceClosed(code);
+            ctx.members.release(s);
             if (!ctx.hub.detach(s)) return;
             ctx.presence.seen(s.record.rowid, { at: Date.now() });
             ctx.events.emitSoon(s.record.accountId, s.record.name, "state", { state: "offline" });
@@ -93,7 +94,9 @@ export async function deviceLink(
         },
       });
       const wasOnline = ctx.hub.get(device.rowid) !== undefined;
+      ctx.mirror.init(ctx, session, hello.props, hello.readAt);
       ctx.hub.attach(session);
+      ctx.members.claim(session);
       ctx.presence.seen(device.rowid, { at: Date.now(), ip });
       metrics.deviceConnects.inc("ok");
       if (!wasOnline) {
@@ -132,7 +135,7 @@ export async function tunnel(
   const deviceParam = params.get("device") ?? "";
   const service = params.get("service") ?? "";
   if (serviceProblem(service)) throw new HttpError(400, serviceProblem(service)!);
-  const { record, share } = resolveVisible(ctx, key, deviceParam);
+  const { record, share } = await resolveVisible(ctx, key, deviceParam);
   audit.ownerId = record.accountId;
   const shown = deviceParam.toLowerCase();
   if (share && !shareAllowsService(share, service)) {
@@ -143,9 +146,13 @@ export async function tunnel(
     throw new HttpError(429, `key ${key.id} has too many open tunnels`, { "retry-after": "5" });
   }
   const session = ctx.hub.get(record.rowid);
-  if (!session) {
+  const remote = session ? undefined : (await remoteLinks(ctx, [record.rowid])).get(record.rowid);
+  if (!session && !remote) {
     const seen = record.lastSeen === null ? "never connected" : `last seen ${ago(record.lastSeen)}`;
     throw new HttpError(503, `device "${shown}" is offline (${seen})`);
+  }
+  if (!session) {
+    throw new HttpError(503, `device "${shown}" is connected to relay ${remote!.relayId}`);
   }
   if (
     session.streamCount >= ctx.limits.maxStreams ||
@@ -168,7 +175,7 @@ export async function tunnel(
     service,
     from: ip,
   }, opened);
-  ctx.hub.addTunnel(stream);
+  ctx.hub.addTunnel(stream, record.rowid);
   stream.onEnd = (end) => {
     ctx.hub.removeTunnel(stream);
     if (!stream.opened) metrics.tunnelOpens.inc("failed");

@@ -1,11 +1,13 @@
 /** What every relay handler works with. */
-import type { Store } from "../store/store.ts";
+import type { Store } from "../store/types.ts";
 import type { Authenticator } from "./auth.ts";
 import type { EventBus } from "./events.ts";
 import type { Hub } from "./hub.ts";
 import type { AuditWriter } from "./audit.ts";
 import type { Admission } from "./admission.ts";
 import type { PresenceWriter } from "./presence.ts";
+import type { Membership } from "./membership.ts";
+import type { PropsMirror } from "./props_push.ts";
 
 /** The relay's shared state, passed to handlers. */
 export interface RelayContext {
@@ -21,6 +23,16 @@ export interface RelayContext {
   admission: Admission;
   /** Batched presence writes (presence.ts). */
   presence: PresenceWriter;
+  /** This relay's id among the relays of the store. */
+  relayId: string;
+  /** Where other relays reach this one ("" without a mesh). */
+  meshUrl: string;
+  /** Interval of the relays' heartbeats (the same on every relay of a store). */
+  heartbeatMs: number;
+  /** This relay's row, heartbeat and device links (membership.ts). */
+  members: Membership;
+  /** What connected daemons know of their properties (props_push.ts). */
+  mirror: PropsMirror;
 }
 
 /** Limits on what peers control. */

@@ -10,17 +10,28 @@ import {
   type PropsMessage,
 } from "../protocol/control.ts";
 import { keyProblem, type PropChange, valueProblem } from "../protocol/props.ts";
-import type { DeviceRecord } from "../store/devices.ts";
+import { type DeviceRecord, StoreUnavailable } from "../store/types.ts";
+import { log } from "../shared/log.ts";
 import { announceProps } from "./api.ts";
 import type { DeviceSession } from "./device_session.ts";
 import type { RelayContext } from "./context.ts";
+
+/** What a daemon is sent when its link opens, and the properties that carried. */
+export interface Greeting {
+  frames: Uint8Array[];
+  props: PropChange[];
+  /** When the properties were read (ms). */
+  readAt: number;
+}
 
 /**
  * The frames a daemon gets right after its link opens: hello with its identity and the relay's
  * clock, then every stored property (tombstones included) as a full state. Built before the
  * WebSocket upgrade, so nothing that can fail runs after it.
  */
-export function greeting(ctx: RelayContext, record: DeviceRecord): Uint8Array[] {
+export async function greeting(ctx: RelayContext, record: DeviceRecord): Promise<Greeting> {
+  const readAt = Date.now();
+  const props = [...await ctx.store.props.load(record.rowid)].map(([k, p]) => ({ k, ...p }));
   const hello = encodeRelayMessage({
     t: "hello",
     device: record.name,
@@ -28,8 +39,7 @@ export function greeting(ctx: RelayContext, record: DeviceRecord): Uint8Array[] 
     now: Date.now(),
     keepalive: ctx.keepaliveS,
   });
-  const props = [...ctx.store.props.load(record.rowid)].map(([k, p]) => ({ k, ...p }));
-  return [hello, ...encodePropsState(props, true)];
+  return { frames: [hello, ...encodePropsState(props, true)], props, readAt };
 }
 
 /** Acts on one validated message from a daemon. */
@@ -46,16 +56,26 @@ export function handleDaemonMessage(
       return;
     }
     case "props":
-      return applyDeviceProps(ctx, session, message);
+      applyDeviceProps(ctx, session, message).catch((err) => {
+        log.error("cannot apply a device's property changes", {
+          device: session.record.name,
+          error: err,
+        });
+      });
+      return;
   }
 }
+
+const RETRY_MS = [1_000, 2_000, 5_000, 10_000]; // while the store is away, then every 10 s
 
 /**
  * Applies a daemon's property changes by last write per key and acknowledges them. Keys and
  * values the relay does not accept (reserved keys, NUL, oversized values, a full device) are
- * listed in the ack; the daemon drops them from its queue and logs them.
+ * listed in the ack; the daemon drops them from its queue and logs them. While the store is
+ * unavailable the relay tries again (the daemon sends its next batch only after the ack), so
+ * neither the link nor the changes are lost.
  */
-function applyDeviceProps(ctx: RelayContext, session: DeviceSession, message: PropsMessage) {
+async function applyDeviceProps(ctx: RelayContext, session: DeviceSession, message: PropsMessage) {
   const valid: PropChange[] = [];
   const refused = new Set<string>();
   for (const c of message.changes) {
@@ -63,8 +83,23 @@ function applyDeviceProps(ctx: RelayContext, session: DeviceSession, message: Pr
       valid.push(c);
     } else refused.add(c.k);
   }
-  const { applied, rejected } = ctx.store.props.apply(session.record.rowid, valid);
+  let result;
+  for (let attempt = 0;; attempt++) {
+    try {
+      result = await ctx.store.props.apply(session.record.rowid, valid);
+      break;
+    } catch (err) {
+      if (!(err instanceof StoreUnavailable) || !session.link.open) throw err;
+      const wait = RETRY_MS[Math.min(attempt, RETRY_MS.length - 1)];
+      await new Promise((r) => setTimeout(r, wait));
+      if (!session.link.open) return;
+    }
+  }
+  const { applied, rejected } = result;
   for (const c of rejected) refused.add(c.k);
-  announceProps(ctx, session.record, applied, "device");
+  ctx.mirror.noteFromDevice(session, applied);
+  await announceProps(ctx, session.record, applied, "device").catch((err) => {
+    log.warn("cannot record a property event", { device: session.record.name, error: err });
+  });
   session.send(encodeRelayMessage({ t: "props-ack", seq: message.seq, rejected: [...refused] }));
 }

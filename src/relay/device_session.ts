@@ -12,7 +12,7 @@ import {
   ResetCode,
 } from "../protocol/frame.ts";
 import { CloseCode, type FrameLink } from "../transport/link.ts";
-import type { DeviceRecord } from "../store/devices.ts";
+import type { DeviceRecord } from "../store/types.ts";
 import {
   type DaemonMessage,
   type DeviceInfo,

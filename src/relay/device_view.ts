@@ -1,30 +1,37 @@
 /**
- * The API view of a device: what the store knows, overlaid with its live session (state,
- * address, what the daemon reported) and the relay's read-only `on:` properties. Its own module
+ * The API view of a device: what the store knows, overlaid with its live session on this relay
+ * (state, address, what the daemon reported) or its link on another relay (state, since), and
+ * the relay's read-only `on:` properties. Its own module
  * so that access checks (access.ts) and endpoints (api.ts) both use it without importing each
  * other.
  */
 import type { Device } from "../protocol/api.ts";
-import type { DeviceRecord } from "../store/devices.ts";
+import type { DeviceRecord } from "../store/types.ts";
 import type { Hub } from "./hub.ts";
+import type { RemoteLink } from "./whereabouts.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
-/** The API view of a stored device, with its live state from the hub. */
+/**
+ * The API view of a stored device, with its live state from the hub, or from `remote` (its
+ * link on another live relay, see whereabouts.ts).
+ */
 export function deviceView(
   hub: Hub,
   d: DeviceRecord,
   props: Record<string, string>,
   viewerAccountId = d.accountId,
+  remote?: RemoteLink,
 ): Device {
   const live = hub.get(d.rowid);
+  const online = live !== undefined || remote !== undefined;
   const view: Device = {
     id: d.name,
     account: d.account,
     ref: viewerAccountId === d.accountId ? d.name : `${d.account}.${d.name}`,
-    state: live ? "online" : "offline",
-    since: live ? iso(live.since) : null,
-    lastSeen: live ? new Date().toISOString() : iso(d.lastSeen),
+    state: online ? "online" : "offline",
+    since: live ? iso(live.since) : remote ? iso(remote.since) : null,
+    lastSeen: online ? new Date().toISOString() : iso(d.lastSeen),
     ip: live ? live.ip : d.lastIp,
     version: live?.info?.version ?? d.version,
     parent: d.parent,

@@ -5,9 +5,7 @@
  * copied state directory): the relay refuses it with 409 `clone`, and the copy asks, with the
  * original's credential as proof, to be enrolled as a new device whose parent is the original.
  */
-import type { KeyInfo } from "../store/accounts.ts";
-import { ConflictError } from "../store/accounts.ts";
-import { CloneDetected, type DeviceRecord } from "../store/devices.ts";
+import { CloneDetected, ConflictError, type DeviceRecord, type KeyInfo } from "../store/types.ts";
 import { hashSecret } from "../store/hash.ts";
 import { type Cloned, type Enrolled, parseClone, parseEnroll } from "../protocol/api.ts";
 import { HttpError, json, readJson } from "./http.ts";
@@ -27,14 +25,14 @@ export function cloneRefusal(original: DeviceRecord): HttpError {
 export async function enroll(ctx: RelayContext, key: KeyInfo, req: Request): Promise<Response> {
   const { credential, id, fingerprint } = parseEnroll(await readJson(req, 4096));
   try {
-    const { device, created } = ctx.store.devices.enroll({
+    const { device, created } = await ctx.store.devices.enroll({
       accountId: key.accountId,
       name: id,
       credentialHash: hashSecret(credential),
       enrolledBy: key.id,
       fingerprint,
     });
-    if (created) ctx.events.emit(device.accountId, device.name, "enrolled", { key: key.id });
+    if (created) await ctx.events.emit(device.accountId, device.name, "enrolled", { key: key.id });
     const result: Enrolled = { device: device.name, account: device.account };
     return json(result, created ? 201 : 200);
   } catch (err) {
@@ -56,7 +54,7 @@ export async function clone(ctx: RelayContext, original: DeviceRecord, req: Requ
   }
   let result;
   try {
-    result = ctx.store.devices.enroll({
+    result = await ctx.store.devices.enroll({
       accountId: original.accountId,
       name: null,
       credentialHash: hashSecret(credential),
@@ -71,7 +69,9 @@ export async function clone(ctx: RelayContext, original: DeviceRecord, req: Requ
     throw err;
   }
   const { device, created } = result;
-  if (created) ctx.events.emit(device.accountId, device.name, "clone", { parent: original.name });
+  if (created) {
+    await ctx.events.emit(device.accountId, device.name, "clone", { parent: original.name });
+  }
   const answer: Cloned = { device: device.name, account: device.account, parent: original.name };
   return json(answer, created ? 201 : 200);
 }

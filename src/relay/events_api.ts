@@ -4,13 +4,12 @@
  * happen (an empty line every 15 s keeps proxies from closing it). A subscriber that stops
  * reading is dropped once far behind, so it cannot make the relay buffer without bound.
  */
-import type { KeyInfo } from "../store/accounts.ts";
+import type { EventRecord, KeyInfo } from "../store/types.ts";
 import { normalizeId } from "../protocol/names.ts";
 import { HttpError } from "./http.ts";
 import { eventView } from "./events.ts";
 import { EVENT_TYPES } from "../protocol/api.ts";
 import type { RelayContext } from "./context.ts";
-import type { EventRecord } from "../store/events.ts";
 
 const HEARTBEAT_MS = 15_000;
 const MAX_BEHIND = 10_000; // queued lines before a stalled subscriber is dropped
@@ -25,7 +24,11 @@ function parseSince(value: string | null): number | undefined {
 }
 
 /** Handles GET /v1/events. */
-export function streamEvents(ctx: RelayContext, key: KeyInfo, req: Request): Response {
+export async function streamEvents(
+  ctx: RelayContext,
+  key: KeyInfo,
+  req: Request,
+): Promise<Response> {
   const params = new URL(req.url).searchParams;
   let device: string | undefined;
   try {
@@ -47,22 +50,32 @@ export function streamEvents(ctx: RelayContext, key: KeyInfo, req: Request): Res
     });
   }
   const query = { accountId: key.accountId, device, types };
-  const stored = since === undefined ? [] : ctx.store.events.query({ ...query, since });
+  // Subscribed before the log is read, so nothing committed in between is missed; what both
+  // deliver is sent once.
+  const early: EventRecord[] = [];
+  let push: (e: EventRecord) => void = (e) => early.push(e);
+  const unsubscribe = follow ? ctx.events.subscribe({ ...query, push: (e) => push(e) }) : () => {};
+  let stored: EventRecord[];
+  try {
+    stored = since === undefined ? [] : await ctx.store.events.query({ ...query, since });
+  } catch (err) {
+    unsubscribe();
+    throw err;
+  }
   const line = (e: EventRecord) => encoder.encode(JSON.stringify(eventView(e)) + "\n");
   let stop = () => {};
   const body = new ReadableStream<Uint8Array>({
     start(controller) {
+      const sent = new Set(stored.map((e) => e.id));
       for (const e of stored) controller.enqueue(line(e));
       if (!follow) return controller.close();
-      const unsubscribe = ctx.events.subscribe({
-        ...query,
-        push(e) {
-          if ((controller.desiredSize ?? 0) < -MAX_BEHIND) {
-            stop();
-            controller.error(new Error("subscriber fell too far behind"));
-          } else controller.enqueue(line(e));
-        },
-      });
+      push = (e) => {
+        if ((controller.desiredSize ?? 0) < -MAX_BEHIND) {
+          stop();
+          controller.error(new Error("subscriber fell too far behind"));
+        } else if (!sent.has(e.id)) controller.enqueue(line(e));
+      };
+      for (const e of early.splice(0)) push(e);
       const heartbeat = setInterval(() => controller.enqueue(encoder.encode("\n")), HEARTBEAT_MS);
       stop = () => {
         unsubscribe();

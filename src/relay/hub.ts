@@ -11,7 +11,7 @@ import type { RelayStream } from "./tunnel.ts";
 /** Connected devices and open tunnels. */
 export class Hub {
   #devices = new Map<number, DeviceSession>(); // by device row id
-  #tunnels = new Set<RelayStream>();
+  #tunnels = new Map<RelayStream, number>(); // to the device's row id
 
   /** The session of a device, if it is online. */
   get(rowid: number): DeviceSession | undefined {
@@ -42,9 +42,14 @@ export class Hub {
     return this.#devices.size;
   }
 
-  /** Tracks a tunnel until it ends. */
-  addTunnel(tunnel: RelayStream): void {
-    this.#tunnels.add(tunnel);
+  /** Tracks a tunnel to the device with row id `rowid` until it ends. */
+  addTunnel(tunnel: RelayStream, rowid: number): void {
+    this.#tunnels.set(tunnel, rowid);
+  }
+
+  /** The row id of the device a tracked tunnel goes to. */
+  rowidOf(tunnel: RelayStream): number | undefined {
+    return this.#tunnels.get(tunnel);
   }
 
   /** Forgets an ended tunnel. */
@@ -55,13 +60,13 @@ export class Hub {
   /** Number of open tunnels opened with one key. */
   tunnelsOfKey(keyId: string): number {
     let n = 0;
-    for (const t of this.#tunnels) if (t.info.keyId === keyId) n++;
+    for (const t of this.#tunnels.keys()) if (t.info.keyId === keyId) n++;
     return n;
   }
 
   /** All open tunnels. */
   tunnels(): IterableIterator<RelayStream> {
-    return this.#tunnels.values();
+    return this.#tunnels.keys();
   }
 
   /** Number of open tunnels. */
@@ -76,7 +81,7 @@ export class Hub {
     code: number = ResetCode.REFUSED,
   ) {
     let n = 0;
-    for (const t of [...this.#tunnels]) {
+    for (const t of [...this.#tunnels.keys()]) {
       if (which(t)) {
         t.reset(code, reason);
         n++;

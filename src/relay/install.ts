@@ -13,7 +13,7 @@ import {
   unitHeader,
 } from "../cli/systemd.ts";
 import { OdError, UsageError } from "../shared/errors.ts";
-import { printFirstRun, SERVE_OPTIONS } from "./command.ts";
+import { printFirstRun, SERVE_OPTIONS, storeTarget } from "./command.ts";
 
 /** The unit's file name. */
 export const RELAY_UNIT = "od-relay.service";
@@ -22,7 +22,7 @@ const DEFAULT_LISTEN = "127.0.0.1:8080";
 // Every device link and tunnel is a socket; systemd's default soft limit of 1,024 would cap
 // a relay at about a thousand devices. 524,288 is the hard limit systemd gives services.
 const OPEN_FILES = 524288;
-const PATH_OPTIONS = ["data", "tls-cert", "tls-key"];
+const PATH_OPTIONS = ["data", "tls-cert", "tls-key", "mesh-key", "store-password-file"];
 
 const INSTALL_USAGE = `Usage: od serve install [od serve options] [--print] [--root DIR]
 
@@ -101,14 +101,15 @@ function needRoot(root: string): void {
 export async function serveInstallCommand(args: string[]): Promise<number> {
   const spec = { ...SERVE_OPTIONS, print: { type: "boolean" }, root: { type: "string" } } as const;
   const { values } = parse(args, spec, INSTALL_USAGE, { positionals: false });
-  values.data ??= DEFAULT_DATA;
+  if (values.store === undefined) values.data ??= DEFAULT_DATA;
   for (const name of PATH_OPTIONS) {
     const v = str(values, name);
     if (v !== undefined && !v.startsWith("/")) {
       throw new UsageError(`--${name} must be an absolute path for a service, not ${v}`);
     }
   }
-  const dataDir = str(values, "data")!;
+  const target = storeTarget(values);
+  const dataDir = typeof target === "string" ? DEFAULT_DATA : target.dataDir;
   const unit = relayUnit(serveArgs(values, SERVE_OPTIONS), dataDir);
   if (values.print) {
     console.log(unit.text.trimEnd());
@@ -120,7 +121,7 @@ export async function serveInstallCommand(args: string[]): Promise<number> {
     const scheme = values["tls-cert"] ? "https" : "http";
     const url = str(values, "public-url") ??
       `${scheme}://${str(values, "listen") ?? DEFAULT_LISTEN}`;
-    printFirstRun(dataDir, url);
+    await printFirstRun(target, url, str(values, "store-password-file"));
   }
   for (const line of await installUnit(unit, root)) console.log(line);
   return 0;

@@ -3,7 +3,7 @@
  * audit log (`od audit`). Revoking a key or removing a share closes the tunnels it allowed at
  * once.
  */
-import type { KeyInfo } from "../store/accounts.ts";
+import type { KeyInfo, Share } from "../store/types.ts";
 import {
   type AddedKey,
   type ApiKey,
@@ -13,19 +13,17 @@ import {
   type Revoked,
   type Share as ApiShare,
 } from "../protocol/api.ts";
-import { ResetCode } from "../protocol/frame.ts";
 import { HttpError, json, readJson } from "./http.ts";
 import type { RelayContext } from "./context.ts";
 import type { RequestAudit } from "./audit.ts";
-import { shareAllowsService, shareCovers } from "./access.ts";
-import type { Share } from "../store/shares.ts";
+import { closeIfRevoked, recheckShares } from "./revoke.ts";
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
 
 /** GET /v1/keys: the account's keys, never their secrets. */
-export function listKeys(ctx: RelayContext, key: KeyInfo): Response {
+export async function listKeys(ctx: RelayContext, key: KeyInfo): Promise<Response> {
   return json(
-    ctx.store.accounts.listKeys(key.account).map((k): ApiKey => ({
+    (await ctx.store.accounts.listKeys(key.account)).map((k): ApiKey => ({
       id: k.id,
       role: k.role,
       label: k.label,
@@ -39,20 +37,26 @@ export function listKeys(ctx: RelayContext, key: KeyInfo): Response {
 /** POST /v1/keys `{role, label}`: a new key, shown once in the response. */
 export async function addKey(ctx: RelayContext, key: KeyInfo, req: Request, audit: RequestAudit) {
   const { role, label } = parseKeyAdd(await readJson(req, 4096));
-  const added = ctx.store.accounts.addKey(key.account, role, label);
+  const added = await ctx.store.accounts.addKey(key.account, role, label);
   ctx.audit.record(audit, "ok", { reason: `added ${role} key ${added.id}` });
   const result: AddedKey = { id: added.id, account: key.account, role, key: added.key };
   return json(result, 201);
 }
 
 /** DELETE /v1/keys/ID: revokes one of the account's keys and closes its tunnels. */
-export function revokeKey(ctx: RelayContext, key: KeyInfo, id: string, audit: RequestAudit) {
-  const target = ctx.store.accounts.listKeys(key.account).find((k) => k.id === id);
-  if (!target || target.revokedAt !== null) {
+export async function revokeKey(
+  ctx: RelayContext,
+  key: KeyInfo,
+  id: string,
+  audit: RequestAudit,
+): Promise<Response> {
+  const target = await ctx.store.accounts.keyById(id);
+  if (!target || target.accountId !== key.accountId || target.revokedAt !== null) {
     throw new HttpError(404, `no active key "${id}" in account "${key.account}"`);
   }
-  ctx.store.accounts.revokeKey(id);
-  const closed = ctx.hub.closeTunnels((t) => t.info.keyId === id, "the key was revoked");
+  await ctx.store.accounts.revokeKey(id);
+  // Here at once; other relays close theirs when the change feed tells them.
+  const closed = await closeIfRevoked(ctx, id);
   ctx.audit.record(audit, "ok", { reason: `revoked key ${id}; closed ${closed} tunnels` });
   const result: Revoked = { revoked: id, tunnelsClosed: closed };
   return json(result);
@@ -71,21 +75,21 @@ function shareView(s: Share): ApiShare {
 }
 
 /** GET /v1/shares: shares the account has given or received. */
-export function listShares(ctx: RelayContext, key: KeyInfo): Response {
-  return json(ctx.store.shares.involving(key.accountId).map(shareView));
+export async function listShares(ctx: RelayContext, key: KeyInfo): Promise<Response> {
+  return json((await ctx.store.shares.involving(key.accountId)).map(shareView));
 }
 
 /** POST /v1/shares `{account, device?, filters?, services?}`: shares devices with an account. */
 export async function addShare(ctx: RelayContext, key: KeyInfo, req: Request, audit: RequestAudit) {
   const body = parseShareAdd(await readJson(req, 16 * 1024));
   const { account: grantee, device, filters, services } = body;
-  const granteeId = ctx.store.accounts.find(grantee);
+  const granteeId = await ctx.store.accounts.find(grantee);
   if (granteeId === null) throw new HttpError(404, `account "${grantee}" does not exist`);
   if (granteeId === key.accountId) throw new HttpError(400, "an account cannot share with itself");
-  if (device !== null && !ctx.store.devices.get(key.accountId, device)) {
+  if (device !== null && !(await ctx.store.devices.get(key.accountId, device))) {
     throw new HttpError(404, `no device "${device}" in account "${key.account}"`);
   }
-  const share = ctx.store.shares.add({
+  const share = await ctx.store.shares.add({
     ownerId: key.accountId,
     granteeId,
     device,
@@ -98,24 +102,18 @@ export async function addShare(ctx: RelayContext, key: KeyInfo, req: Request, au
 }
 
 /** DELETE /v1/shares/ID: removes a share and closes the grantee's tunnels it allowed. */
-export function removeShare(ctx: RelayContext, key: KeyInfo, id: number, audit: RequestAudit) {
-  const share = ctx.store.shares.get(id);
-  if (!share || !ctx.store.shares.remove(id, key.accountId)) {
+export async function removeShare(
+  ctx: RelayContext,
+  key: KeyInfo,
+  id: number,
+  audit: RequestAudit,
+): Promise<Response> {
+  const share = await ctx.store.shares.get(id);
+  if (!share || !(await ctx.store.shares.remove(id, key.accountId))) {
     throw new HttpError(404, `no share ${id} given by account "${key.account}"`);
   }
-  const remaining = ctx.store.shares.received(share.granteeId, share.ownerId);
-  const closed = ctx.hub.closeTunnels(
-    (t) => {
-      if (t.info.accountId !== share.granteeId || t.info.ownerId !== share.ownerId) return false;
-      const record = ctx.store.devices.get(share.ownerId, t.info.deviceName);
-      return !record ||
-        !remaining.some((s) =>
-          shareCovers(ctx, s, record) && shareAllowsService(s, t.info.service)
-        );
-    },
-    "the share was removed",
-    ResetCode.REFUSED,
-  );
+  // Here at once; other relays re-check theirs when the change feed tells them.
+  const closed = await recheckShares(ctx, share.ownerId);
   ctx.audit.record(audit, "ok", { reason: `removed share ${id}; closed ${closed} tunnels` });
   const result: Revoked = { removed: id, tunnelsClosed: closed };
   return json(result);
@@ -135,7 +133,11 @@ function parseLimit(value: string | null): number {
 }
 
 /** GET /v1/audit?device=&since=&limit=: the account's audit rows (as actor or device owner). */
-export function listAudit(ctx: RelayContext, key: KeyInfo, params: URLSearchParams): Response {
+export async function listAudit(
+  ctx: RelayContext,
+  key: KeyInfo,
+  params: URLSearchParams,
+): Promise<Response> {
   const since = params.get("since");
   const sinceMs = since === null
     ? undefined
@@ -145,7 +147,7 @@ export function listAudit(ctx: RelayContext, key: KeyInfo, params: URLSearchPara
   if (sinceMs !== undefined && !Number.isFinite(sinceMs)) {
     throw new HttpError(400, `since "${since?.slice(0, 40)}" is not a time`);
   }
-  const rows = ctx.store.audit.query({
+  const rows = await ctx.store.audit.query({
     accountId: key.accountId,
     device: params.get("device") ?? undefined,
     since: sinceMs,

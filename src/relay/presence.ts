@@ -1,63 +1,158 @@
 /**
  * Presence writes in batches: when devices connect, disconnect and report themselves, the relay
- * notes it here, and the notes are written together a moment later in one transaction. A fleet
- * of 10,000 devices returning after a restart thus costs a few commits a second instead of one
- * per device, and the periodic "still seen" refresh of every connected device is one commit.
- * Nothing is scheduled while nothing is pending.
+ * notes it here, and the notes are written together a moment later in one transaction: when
+ * each device was seen, what it reported, and which device links this relay now holds or let
+ * go (claims and releases, src/store/queries/relays.ts). A fleet of 10,000 devices returning
+ * after a restart thus costs a few commits a second instead of one per device, and the periodic
+ * "still seen" refresh of every connected device is one commit. Nothing is scheduled while
+ * nothing is pending. When the store is down, the notes stay and are written when it is back.
  */
-import type { Store } from "../store/store.ts";
+import type { Store } from "../store/types.ts";
 import type { DeviceInfo } from "../protocol/control.ts";
 import { log } from "../shared/log.ts";
 
 /** How long a note waits for others: on:lastSeen and reports may be this stale after a crash. */
 const FLUSH_MS = 250;
+const RETRY_MS = 1_000; // a failed write is tried again this much later
+
+interface Claim {
+  resolve(generation: number): void;
+  reject(err: unknown): void;
+}
 
 /** Pending presence notes of connected and departed devices. */
 export class PresenceWriter {
   #store: Store;
+  #relay: { id: string; meshUrl: string };
   #seen = new Map<number, { at: number; ip?: string }>();
   #infos = new Map<number, DeviceInfo>();
+  #claims = new Map<number, Claim[]>();
+  #releases = new Map<number, number>(); // row id → generation let go
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #flushing: Promise<void> | null = null;
 
-  constructor(store: Store) {
+  /** `relay` is this relay's id and mesh URL, whose row claims refer to. */
+  constructor(store: Store, relay: { id: string; meshUrl: string }) {
     this.#store = store;
+    this.#relay = relay;
   }
 
   /** Notes that a device was seen at `at` (from `ip`, when it connected). */
   seen(rowid: number, seen: { at: number; ip?: string }): void {
     const ip = seen.ip ?? this.#seen.get(rowid)?.ip; // keep a pending connect's address
     this.#seen.set(rowid, ip === undefined ? { at: seen.at } : { at: seen.at, ip });
-    this.#schedule();
+    this.#schedule(FLUSH_MS);
   }
 
   /** Notes what a daemon reported about itself. */
   info(rowid: number, info: DeviceInfo): void {
     this.#infos.set(rowid, info);
-    this.#schedule();
+    this.#schedule(FLUSH_MS);
+  }
+
+  /**
+   * Records that this relay holds the device's link; resolves to the link's generation (0 if
+   * the device was removed meanwhile).
+   */
+  claim(rowid: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      const claims = this.#claims.get(rowid) ?? [];
+      claims.push({ resolve, reject });
+      this.#claims.set(rowid, claims);
+      this.#schedule(FLUSH_MS);
+    });
+  }
+
+  /** Notes that this relay no longer holds generation `generation` of the device's link. */
+  release(rowid: number, generation: number): void {
+    this.#releases.set(rowid, generation);
+    this.#schedule(FLUSH_MS);
   }
 
   /** Number of notes not yet written. */
   get pending(): number {
-    return this.#seen.size + this.#infos.size;
+    return this.#seen.size + this.#infos.size + this.#claims.size + this.#releases.size;
   }
 
-  #schedule(): void {
-    this.#timer ??= setTimeout(() => this.flush(), FLUSH_MS);
+  #schedule(ms: number): void {
+    this.#timer ??= setTimeout(() => this.flush(), ms);
   }
 
-  /** Writes everything pending in one transaction. */
-  flush(): void {
+  /** Writes everything pending in one transaction (one flush at a time). */
+  flush(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#flushing ??= this.#write().finally(() => {
+      this.#flushing = null;
+      if (this.pending > 0) this.#schedule(FLUSH_MS);
+    });
+    return this.#flushing;
+  }
+
+  async #write(): Promise<void> {
     if (this.pending === 0) return;
     const seen = this.#seen;
     const infos = this.#infos;
+    const claims = this.#claims;
+    const releases = this.#releases;
     this.#seen = new Map();
     this.#infos = new Map();
+    this.#claims = new Map();
+    this.#releases = new Map();
+    const relay = this.#relay;
+    let generations: [number, number][];
     try {
-      this.#store.devices.writePresence(seen, infos);
+      // Issued together: PostgreSQL pipelines them on the transaction's connection.
+      generations = await this.#store.tx(async (t) => {
+        // Claims refer to this relay's row, which a relay that was cut off may have lost.
+        if (claims.size > 0) await t.relays.heartbeat(relay);
+        const [, , , claimed] = await Promise.all([
+          t.devices.markSeenMany([...seen].map(([rowid, s]) => ({ rowid, ...s }))),
+          Promise.all([...infos].map(([rowid, info]) => t.devices.setInfo(rowid, info))),
+          Promise.all(
+            [...releases].map(([rowid, gen]) => t.relays.releaseLink(rowid, relay.id, gen)),
+          ),
+          Promise.all(
+            [...claims.keys()].map(async (rowid) =>
+              [rowid, await t.relays.claimLink(rowid, relay.id)] as [number, number]
+            ),
+          ),
+        ]);
+        return claimed;
+      });
     } catch (err) {
-      log.error("cannot write device presence", { devices: seen.size, error: err });
+      log.error("cannot write device presence", { devices: this.pending, error: err });
+      this.#requeue(seen, infos, claims, releases);
+      clearTimeout(this.#timer);
+      this.#timer = setTimeout(() => this.flush(), RETRY_MS);
+      return;
     }
+    for (const [rowid, generation] of generations) {
+      for (const c of claims.get(rowid)!) c.resolve(generation);
+    }
+  }
+
+  /** Puts notes that could not be written back, newer notes taking precedence. */
+  #requeue(
+    seen: Map<number, { at: number; ip?: string }>,
+    infos: Map<number, DeviceInfo>,
+    claims: Map<number, Claim[]>,
+    releases: Map<number, number>,
+  ): void {
+    for (const [rowid, s] of seen) if (!this.#seen.has(rowid)) this.#seen.set(rowid, s);
+    for (const [rowid, i] of infos) if (!this.#infos.has(rowid)) this.#infos.set(rowid, i);
+    for (const [rowid, g] of releases) if (!this.#releases.has(rowid)) this.#releases.set(rowid, g);
+    for (const [rowid, c] of claims) {
+      this.#claims.set(rowid, [...c, ...(this.#claims.get(rowid) ?? [])]);
+    }
+  }
+
+  /** Stops retrying; pending claims are rejected (the relay is stopping). */
+  close(): void {
+    clearTimeout(this.#timer);
+    this.#timer = undefined;
+    const error = new Error("the relay is stopping");
+    for (const claims of this.#claims.values()) for (const c of claims) c.reject(error);
+    this.#claims.clear();
   }
 }

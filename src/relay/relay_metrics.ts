@@ -6,7 +6,7 @@
  * the series do not grow with devices, keys or addresses.
  */
 import { CloseCode } from "../transport/link.ts";
-import { setTransactionObserver } from "../store/db.ts";
+import { setTransactionObserver } from "../store/observe.ts";
 import { log } from "../shared/log.ts";
 import { Counter, EXPOSITION_TYPE, Gauge, Histogram, Registry } from "./metrics.ts";
 

@@ -13,8 +13,7 @@
 import { SUBPROTOCOL } from "../protocol/frame.ts";
 import { BadRequest, type Health } from "../protocol/api.ts";
 import type { KeyRole } from "../protocol/keys.ts";
-import type { KeyInfo } from "../store/accounts.ts";
-import type { DeviceRecord } from "../store/devices.ts";
+import type { DeviceRecord, KeyInfo } from "../store/types.ts";
 import { VERSION } from "../version.ts";
 import { checkProtocol, HttpError, json } from "./http.ts";
 import type { RelayContext } from "./context.ts";
@@ -263,9 +262,10 @@ export async function route(
     checkProtocol(req);
   }
   const call = { ctx, req, audit, params, query: url.searchParams } as Call;
-  if (route.access === "device-credential") call.device = ctx.auth.device(req, audit.ip, audit);
-  else if (route.access !== "none") {
-    call.key = ctx.auth.key(req, audit.ip, [...route.access], audit);
+  if (route.access === "device-credential") {
+    call.device = await ctx.auth.device(req, audit.ip, audit);
+  } else if (route.access !== "none") {
+    call.key = await ctx.auth.key(req, audit.ip, [...route.access], audit);
   }
   try {
     return await route.handler(call);

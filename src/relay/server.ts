@@ -1,10 +1,12 @@
 /**
  * The relay: one HTTP(S) port serving the API and the WebSockets of devices and clients, on
- * od's own HTTP server (src/transport/http_server.ts). `runRelay` resolves once it is
+ * od's own HTTP server (src/transport/http_server.ts), with its store (the SQLite file in the
+ * data directory, or PostgreSQL shared with other relays). `runRelay` resolves once it is
  * listening, and its `finished` promise settles after the abort signal has fired and every
  * connection is closed.
  */
-import { Store } from "../store/store.ts";
+import { openStore, type StoreTarget } from "../store/open.ts";
+import { HEARTBEAT_MS, type Store, StoreUnavailable } from "../store/types.ts";
 import { CloseCode } from "../transport/link.ts";
 import { ResetCode } from "../protocol/frame.ts";
 import { DEAD_AFTER } from "../transport/keepalive.ts";
@@ -21,12 +23,26 @@ import { route } from "./routes.ts";
 import { Admission, type AdmissionOptions } from "./admission.ts";
 import { metrics, serveMetrics } from "./relay_metrics.ts";
 import { PresenceWriter } from "./presence.ts";
+import { defaultRelayId, Membership } from "./membership.ts";
+import { PropsMirror } from "./props_push.ts";
+import { watchStore } from "./watch.ts";
 
 /** Options for runRelay. */
 export interface RelayOptions {
   hostname: string;
   port: number;
-  dataDir: string;
+  /** The store: a data directory (SQLite) or a PostgreSQL URL. */
+  store: StoreTarget;
+  /** A file whose first line is the PostgreSQL password. */
+  storePasswordFile?: string;
+  /** This relay's id among the relays of the store (default: host name and a random suffix). */
+  relayId?: string;
+  /** Where other relays reach this one (the mesh); none if unset. */
+  meshUrl?: string;
+  /** The secret the relays of the mesh share (with meshUrl). */
+  meshKey?: string;
+  /** Interval of the relays' heartbeats, ms (default HEARTBEAT_MS; the same on every relay). */
+  heartbeatMs?: number;
   tls?: { cert: string; key: string };
   signal?: AbortSignal;
   /** Streams open at once per device (default 1024). */
@@ -49,21 +65,39 @@ export interface RelayOptions {
 export interface RunningRelay {
   addr: Deno.NetAddr;
   url: string;
+  /** This relay's id among the relays of its store. */
+  relayId: string;
   /** The metrics listener's address, when --metrics is on. */
   metricsAddr?: Deno.NetAddr;
   finished: Promise<void>;
 }
 
 const SEEN_FLUSH_MS = 60_000; // how stale on:lastSeen may get in the store after a crash
-const WATCH_MS = 1_000; // how quickly revocations made by `od admin` take effect
 const PRUNE_MS = 3_600_000; // retention is in days; hourly pruning is plenty
 const DAY_MS = 86_400_000;
 const SWEEP_MS = 1_000; // one pass over all links finds the silent ones; no timer per link
 
 /** Starts a relay; resolves when it is listening. */
 export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
-  const store = Store.open(options.dataDir);
-  store.props.repair(); // bounds of issue 9 on a store written before them
+  const heartbeatMs = options.heartbeatMs ?? HEARTBEAT_MS;
+  const store = await openStore(options.store, {
+    passwordFile: options.storePasswordFile,
+    heartbeatMs,
+  });
+  try {
+    return await serveWith(store, options, heartbeatMs);
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+}
+
+async function serveWith(
+  store: Store,
+  options: RelayOptions,
+  heartbeatMs: number,
+): Promise<RunningRelay> {
+  await store.props.repair(); // bounds of issue 9 on a store written before them
   const hub = new Hub();
   const auth = new Authenticator(store, new FailureLimiter());
   const limits: RelayLimits = {
@@ -71,7 +105,9 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
     maxPendingOpens: 64, // opens a device has not answered; more means it is stuck or attacked
     maxTunnelsPerKey: 512, // an Ansible run with many forks stays far below
   };
-  const ctx: RelayContext = {
+  const relayId = options.relayId ?? defaultRelayId();
+  const meshUrl = options.meshUrl ?? "";
+  const ctx = {
     store,
     hub,
     auth,
@@ -80,19 +116,30 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
     audit: new AuditWriter(store),
     keepaliveS: options.keepalive ?? 15,
     admission: new Admission(options.admission),
-    presence: new PresenceWriter(store),
-  };
+    presence: new PresenceWriter(store, { id: relayId, meshUrl }),
+    relayId,
+    meshUrl,
+    heartbeatMs,
+    mirror: new PropsMirror(),
+  } as Omit<RelayContext, "members"> as RelayContext;
+  ctx.members = new Membership(ctx);
+  await ctx.members.start({ forgetOthers: store.kind === "sqlite" });
+  const unwatch = await watchStore(ctx);
   const requests = new RequestLimiter();
   const trusted = new Set(options.trustedProxies ?? []);
   const retentionMs = (options.eventRetentionDays ?? 30) * DAY_MS;
   const auditRetentionMs = (options.auditRetentionDays ?? 90) * DAY_MS;
-  const prune = () => {
+  const prune = async () => {
     const before = Date.now() - retentionMs;
-    store.events.prune(before);
-    store.props.pruneTombstones(before);
-    store.audit.prune(Date.now() - auditRetentionMs);
+    try {
+      await store.events.prune(before);
+      await store.props.pruneTombstones(before);
+      await store.audit.prune(Date.now() - auditRetentionMs);
+    } catch (err) {
+      log.warn("cannot prune old events and audit rows", { error: err });
+    }
   };
-  prune();
+  await prune();
 
   metrics.bind({
     devices: () => hub.deviceCount,
@@ -115,7 +162,6 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
     setInterval(() => sweepSilent(ctx), SWEEP_MS),
     setInterval(() => flushSeen(ctx), SEEN_FLUSH_MS),
     setInterval(prune, PRUNE_MS),
-    watchRevocations(ctx),
   ];
   options.signal?.addEventListener("abort", () => {
     stopMetrics.abort();
@@ -125,12 +171,18 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
     }
   }, { once: true });
 
-  const finished = Promise.all([server.finished, metricsServer?.finished]).finally(() => {
+  const finished = Promise.all([server.finished, metricsServer?.finished]).finally(async () => {
     timers.forEach(clearInterval);
-    flushSeen(ctx);
-    ctx.events.flush();
-    ctx.audit.close();
-    store.close();
+    unwatch();
+    await flushSeen(ctx);
+    await ctx.events.flush();
+    ctx.events.close();
+    ctx.mirror.close();
+    await ctx.audit.close();
+    await ctx.auth.flush();
+    ctx.presence.close();
+    await ctx.members.leave();
+    await store.close();
   });
   const addr = server.addr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
@@ -138,6 +190,7 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
   return {
     addr,
     url,
+    relayId,
     metricsAddr: metricsServer ? metricsServer.addr : undefined,
     finished: finished.then(() => {}),
   };
@@ -187,7 +240,16 @@ async function handle(
       });
     }
     return await route(ctx, req, audit);
-  } catch (err) {
+  } catch (caught) {
+    let err = caught;
+    if (err instanceof StoreUnavailable) {
+      log.warn("store unavailable", { path: new URL(req.url).pathname, error: err });
+      err = new HttpError(
+        503,
+        "the relay cannot reach its store right now; try again in a few seconds",
+        { "retry-after": "5" },
+      );
+    }
     if (err instanceof HttpError) {
       metrics.refused(audit.action, err.status);
       // Every refusal is audited once; throttled floods (and devices told to come back later by
@@ -206,33 +268,8 @@ async function handle(
 }
 
 /** Refreshes on:lastSeen of every connected device, in one transaction. */
-function flushSeen(ctx: RelayContext): void {
+function flushSeen(ctx: RelayContext): Promise<void> {
   const now = Date.now();
   for (const s of ctx.hub.sessions()) ctx.presence.seen(s.record.rowid, { at: now });
-  ctx.presence.flush();
-}
-
-/** Applies revocations and removals that `od admin` made in the store while the relay runs. */
-function watchRevocations(ctx: RelayContext): ReturnType<typeof setInterval> {
-  const started = Date.now();
-  const handled = new Set<string>();
-  let version = ctx.store.dataVersion();
-  return setInterval(() => {
-    const v = ctx.store.dataVersion();
-    if (v === version) return;
-    version = v;
-    // Devices removed behind the relay's back (od admin account rm) lose their links.
-    for (const s of [...ctx.hub.sessions()]) {
-      const current = ctx.store.devices.get(s.record.accountId, s.record.name);
-      if (current?.rowid !== s.record.rowid) {
-        s.link.close(CloseCode.REVOKED, "the device was removed from its account");
-      }
-    }
-    const fresh = ctx.store.accounts.revokedSince(started).filter((id) => !handled.has(id));
-    if (fresh.length === 0) return;
-    fresh.forEach((id) => handled.add(id));
-    const revoked = new Set(fresh);
-    const n = ctx.hub.closeTunnels((t) => revoked.has(t.info.keyId), "the key was revoked");
-    log.info("keys revoked", { keys: fresh.join(","), tunnelsClosed: n });
-  }, WATCH_MS);
+  return ctx.presence.flush();
 }

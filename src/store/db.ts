@@ -1,6 +1,6 @@
 /**
- * Opens the relay's SQLite store and brings its schema up to date. Nothing outside src/store
- * touches SQL. The store is one file, `od.db`, in the data directory; WAL mode lets `od admin`
+ * Opens the relay's SQLite store and brings its schema up to date (src/store/sqlite/store.ts
+ * puts the async Store on top). Nothing outside src/store touches SQL. The store is one file, `od.db`, in the data directory; WAL mode lets `od admin`
  * and a running relay use it at once, and synchronous=FULL makes every commit durable, so the
  * store survives kill -9 and power loss alike.
  */
@@ -80,28 +80,6 @@ function migrate(db: DatabaseSync): void {
         cause: err,
       });
     }
-  }
-}
-
-let observeTransaction: ((seconds: number) => void) | null = null;
-
-/** Sets the function told how long each committed transaction took (the relay's metrics). */
-export function setTransactionObserver(fn: ((seconds: number) => void) | null): void {
-  observeTransaction = fn;
-}
-
-/** Runs `fn` in one IMMEDIATE transaction, so it sees and writes a consistent store. */
-export function transaction<T>(db: DatabaseSync, fn: () => T): T {
-  const started = performance.now();
-  db.exec("BEGIN IMMEDIATE");
-  try {
-    const result = fn();
-    db.exec("COMMIT");
-    observeTransaction?.((performance.now() - started) / 1000);
-    return result;
-  } catch (err) {
-    db.exec("ROLLBACK");
-    throw err;
   }
 }
 

@@ -7,7 +7,6 @@
 import { StoreError } from "./db.ts";
 import type { Store } from "./types.ts";
 import { SqliteStore } from "./sqlite/store.ts";
-import { PgStore } from "./pg/store.ts";
 import { isPgUrl } from "./pg/url.ts";
 
 /** Where the store is: a PostgreSQL URL, or a data directory with the SQLite file. */
@@ -37,5 +36,7 @@ export async function openStore(target: StoreTarget, options: OpenOptions = {}):
       "Store must be a postgres://USER@HOST/DB URL (the SQLite store is chosen with --data DIR)",
     );
   }
+  // Loaded only here: a relay on SQLite never loads the PostgreSQL driver.
+  const { PgStore } = await import("./pg/store.ts");
   return await PgStore.open(target, options);
 }

@@ -1,10 +1,9 @@
 /**
- * The one place that decides what a property change stores, for both async backends (the
- * synchronous store in src/store/props.ts follows the same rule): last write per key wins
- * (src/protocol/props.ts `mergeChanges`), a removal of a present key is stored as a tombstone so
- * an older change cannot revive it, a removal of an absent key stores nothing, at most `limit`
- * keys are present and at most MAX_TOMBSTONES removals are kept per device (the oldest are
- * deleted). Both backends write exactly what `planApply` decides.
+ * The one place that decides what a property change stores, for both backends: last write per
+ * key wins (src/protocol/props.ts `mergeChanges`), a removal of a present key is stored as a
+ * tombstone so an older change cannot revive it, a removal of an absent key stores nothing, at
+ * most `limit` keys are present and at most MAX_TOMBSTONES removals are kept per device (the
+ * oldest are deleted). Both backends write exactly what `planApply` decides.
  */
 import { MAX_PROPS, mergeChanges, type PropChange, type PropValue } from "../protocol/props.ts";
 

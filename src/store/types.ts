@@ -4,19 +4,27 @@
  * picks one. Every method returns a Promise and behaves the same on both (src/store/queries holds
  * the rules once; tests/store_test.ts runs one table of cases against each backend).
  *
- * Records keep the shapes of the synchronous `Store` (src/store/store.ts), so converting a caller
- * is adding `await`. Multi-step operations run in `tx()`; inside it use the scope it passes, never
- * the store itself (on SQLite the store waits for the open transaction, so that would deadlock).
+ * The records are in src/store/records.ts. Multi-step operations run in `tx()`; inside it use the
+ * scope it passes, never the store itself (on SQLite the store waits for the open transaction,
+ * so that would deadlock).
  *
  * Built for a relay with 10,000 devices: presence is written in batches (`markSeenMany`), device
  * listings come in pages (`after`/`limit` by device id) with filters evaluated in SQL, and every
  * statement is prepared once per connection.
  */
-import type { Account, KeyInfo, NewAccount } from "./accounts.ts";
-import type { DeviceRecord, EnrollRequest } from "./devices.ts";
-import type { EventQuery, EventRecord } from "./events.ts";
-import type { Share } from "./shares.ts";
-import type { AuditEntry, AuditQuery as BaseAuditQuery, AuditRow } from "./audit.ts";
+import type {
+  Account,
+  AuditEntry,
+  AuditQuery,
+  AuditRow,
+  DeviceRecord,
+  EnrollRequest,
+  EventQuery,
+  EventRecord,
+  KeyInfo,
+  NewAccount,
+  Share,
+} from "./records.ts";
 import type { KeyRole } from "../protocol/keys.ts";
 import type { PropChange, PropValue } from "../protocol/props.ts";
 import type { Filter } from "../protocol/filter.ts";
@@ -25,6 +33,7 @@ import { StoreError } from "./db.ts";
 export type {
   Account,
   AuditEntry,
+  AuditQuery,
   AuditRow,
   DeviceRecord,
   EnrollRequest,
@@ -34,8 +43,7 @@ export type {
   NewAccount,
   Share,
 };
-export { ConflictError } from "./accounts.ts";
-export { CloneDetected } from "./devices.ts";
+export { CloneDetected, ConflictError } from "./records.ts";
 export { StoreError };
 
 /** The database cannot be reached right now (a relay answers 503); retrying later may work. */
@@ -77,6 +85,8 @@ export interface AccountStore {
   revokeKey(id: string, now?: number): Promise<boolean>;
   /** The key a secret belongs to (revoked or not), or null. */
   findKey(secret: string): Promise<KeyInfo | null>;
+  /** A key by id (revoked or not), or null if there is none (removed with its account). */
+  keyById(id: string): Promise<KeyInfo | null>;
   /** Ids of keys revoked at or after `since`. */
   revokedSince(since: number): Promise<string[]>;
   /** Records that keys were used (the relay batches this). */
@@ -166,6 +176,12 @@ export interface PropStore {
   }>;
   /** Forgets removals older than `before`. */
   pruneTombstones(before: number): Promise<number>;
+  /**
+   * Repairs rows written before the per-device bounds (once, when a relay starts): forgets
+   * removals beyond MAX_TOMBSTONES per device, oldest first, and brings times later than `now`
+   * back to `now`. Returns the number of rows changed.
+   */
+  repair(now?: number): Promise<number>;
 }
 
 /** The event log. */
@@ -190,11 +206,6 @@ export interface ShareStore {
   received(granteeId: number, ownerId?: number): Promise<Share[]>;
   /** Deletes a share the owner gave; false if there was none. */
   remove(id: number, ownerId: number): Promise<boolean>;
-}
-
-/** Which audit rows to read; `afterId` pages through them. */
-export interface AuditQuery extends BaseAuditQuery {
-  afterId?: number;
 }
 
 /** The audit log. */
@@ -242,6 +253,7 @@ export interface RelayStore {
    * Records that `relayId` now holds the device's link and returns the link's generation, one
    * more than any before it: of two links of one device, the one with the higher generation is
    * the newest, and a relay holding an older one closes it when told (change feed "links").
+   * 0 if the device does not exist (removed meanwhile). The relay's row must exist (heartbeat).
    */
   claimLink(rowid: number, relayId: string, now?: number): Promise<number>;
   /** Clears the link if it is still this relay's of this generation; false if a newer won. */
@@ -255,6 +267,8 @@ export interface RelayStore {
   reclaim(now?: number): Promise<Reclaimed>;
   /** A relay leaving cleanly: releases all its links and deletes its row. */
   leave(relayId: string, now?: number): Promise<number>;
+  /** How many device links each relay holds, by relay id. */
+  heldCounts(): Promise<Map<string, number>>;
 }
 
 /** What one transaction (and the store itself) offers. */

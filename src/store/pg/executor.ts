@@ -7,11 +7,14 @@
  * and rolled back; only a COMMIT whose answer was lost leaves the outcome unknown, as with any
  * database client.
  */
-import type postgres from "postgres";
+// scripts/od and the units od installs run deno with --no-config: the pin is named here.
+// deno-lint-ignore no-import-prefix
+import type postgres from "npm:postgres@3.4.9";
 import { StoreError } from "../db.ts";
 import { type Executor, type Param } from "../queries/executor.ts";
 import { mapPgError, Retryable, timeoutError } from "./errors.ts";
 import type { Password } from "./url.ts";
+import { observeCommit } from "../observe.ts";
 
 /** The driver's pool as the store uses it. */
 export type Sql = postgres.Sql<Record<string, unknown>>;
@@ -145,6 +148,7 @@ export class PgExecutor implements Executor {
 
   async #once<T>(fn: (e: Executor) => Promise<T>): Promise<T> {
     const scope: Scope = { open: true, pending: new Set() };
+    const started = performance.now();
     let expired = false;
     const run = this.#ctx.pool.begin(async (sql) => {
       const result = await fn(new PgExecutor(this.#ctx, sql, scope));
@@ -153,12 +157,14 @@ export class PgExecutor implements Executor {
       return result;
     }) as Promise<T>;
     try {
-      return await bounded(run, this.#ctx.timeoutMs, () => {
+      const result = await bounded(run, this.#ctx.timeoutMs, () => {
         expired = true;
         for (const q of scope.pending) q.cancel();
         run.catch(() => {}); // its rejection was answered by the timeout
         return timeoutError(this.#ctx.shown, this.#ctx.timeoutMs);
       });
+      observeCommit(started);
+      return result;
     } catch (err) {
       throw this.#map(err);
     } finally {

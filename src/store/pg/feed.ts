@@ -4,7 +4,9 @@
  * feed LISTENs on a connection of its own. Notifications sent while that connection is down are
  * lost, so when the driver has reconnected and listens again, subscribers get "resync".
  */
-import postgres from "postgres";
+// scripts/od and the units od installs run deno with --no-config: the pin is named here.
+// deno-lint-ignore no-import-prefix
+import postgres from "npm:postgres@3.4.9";
 import { log } from "../../shared/log.ts";
 import type { StoreChange, Unsubscribe } from "../types.ts";
 import { CHANGE_CHANNEL } from "./schema.ts";

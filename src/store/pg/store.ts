@@ -5,7 +5,9 @@
  * driver reconnects by itself after the server restarts; while it is unreachable every call
  * rejects with StoreUnavailable within `timeoutMs` instead of waiting.
  */
-import postgres from "postgres";
+// scripts/od and the units od installs run deno with --no-config: the pin is named here.
+// deno-lint-ignore no-import-prefix
+import postgres from "npm:postgres@3.4.9";
 import { StoreError } from "../db.ts";
 import {
   HEARTBEAT_MS,

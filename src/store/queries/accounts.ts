@@ -131,6 +131,12 @@ export class AccountQueries implements AccountStore {
     return row ? toKey(row) : null;
   }
 
+  /** A key by id, or null. */
+  async keyById(id: string): Promise<KeyInfo | null> {
+    const row = await this.#e.get<KeyRow>(`${KEY_SELECT} WHERE k.id = ?`, [id]);
+    return row ? toKey(row) : null;
+  }
+
   /** Ids of keys revoked at or after `since`. */
   async revokedSince(since: number): Promise<string[]> {
     const rows = await this.#e.all<{ id: string }>(

@@ -46,7 +46,8 @@ function compare(f: Filter, equals: (v: string) => Condition, has: Condition): C
 /** The SQL for one filter; `liveSince` is the oldest heartbeat that keeps a relay live. */
 export function filterSql(f: Filter, liveSince: number): Condition {
   const online: Condition = { sql: ONLINE, params: [liveSince] };
-  const column = COLUMNS[f.key];
+  // Own keys only: `constructor` or `toString` are property names a user may filter by.
+  const column = Object.hasOwn(COLUMNS, f.key) ? COLUMNS[f.key] : undefined;
   if (column) {
     return compare(
       f,

@@ -1,5 +1,5 @@
 /** Enrolled devices over an Executor (both dialects). */
-import { randomDeviceId } from "../devices.ts";
+import { randomDeviceId } from "../records.ts";
 import {
   CloneDetected,
   ConflictError,

@@ -1,5 +1,10 @@
 /** Device properties over an Executor (both dialects); the rule is in src/store/props_rule.ts. */
-import { MAX_PROPS, type PropChange, type PropValue } from "../../protocol/props.ts";
+import {
+  MAX_PROPS,
+  MAX_TOMBSTONES,
+  type PropChange,
+  type PropValue,
+} from "../../protocol/props.ts";
 import { planApply, planApplyAll, type PropPlan } from "../props_rule.ts";
 import type { PropStore } from "../types.ts";
 import { type Executor, idSet } from "./executor.ts";
@@ -65,6 +70,28 @@ export class PropQueries implements PropStore {
   /** Forgets removals older than `before`. */
   pruneTombstones(before: number): Promise<number> {
     return this.#e.run("DELETE FROM props WHERE value IS NULL AND updated_at < ?", [before]);
+  }
+
+  /** Forgets tombstones beyond the bound per device and brings future times back to `now`. */
+  repair(now = Date.now()): Promise<number> {
+    return this.#e.tx(async (e) => {
+      // A removal flood before the bound once left millions of rows; a far-future time froze
+      // its key. Both are repaired here, once, when a relay starts.
+      const excess = await e.run(
+        `DELETE FROM props WHERE value IS NULL AND (device_id, key) IN (
+           SELECT device_id, key FROM (
+             SELECT device_id, key, row_number() OVER (
+               PARTITION BY device_id ORDER BY updated_at DESC) AS n
+             FROM props WHERE value IS NULL) AS ranked
+           WHERE n > ?)`,
+        [MAX_TOMBSTONES],
+      );
+      const future = await e.run("UPDATE props SET updated_at = ? WHERE updated_at > ?", [
+        now,
+        now,
+      ]);
+      return excess + future;
+    });
   }
 }
 

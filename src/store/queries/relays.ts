@@ -46,15 +46,18 @@ export class RelayQueries implements RelayStore {
     }));
   }
 
-  /** Records that `relayId` holds the device's link; returns the new generation. */
+  /** Records that `relayId` holds the device's link; the new generation, 0 if no such device. */
   async claimLink(rowid: number, relayId: string, now = Date.now()): Promise<number> {
+    // A device removed meanwhile gets no link (rather than a foreign-key error that would fail
+    // the claims batched with it).
     const row = await this.#e.get<{ generation: number }>(
-      `INSERT INTO device_links (device_id, relay_id, generation, since) VALUES (?, ?, 1, ?)
+      `INSERT INTO device_links (device_id, relay_id, generation, since)
+       SELECT ?, ?, 1, ? WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?)
        ON CONFLICT (device_id) DO UPDATE SET relay_id = excluded.relay_id,
        generation = device_links.generation + 1, since = excluded.since RETURNING generation`,
-      [rowid, relayId, now],
+      [rowid, relayId, now, rowid],
     );
-    return row!.generation;
+    return row?.generation ?? 0;
   }
 
   /** Clears the link if this relay still holds this generation of it. */
@@ -96,6 +99,15 @@ export class RelayQueries implements RelayStore {
       for (const r of dead) devices.push(...await release(e, r.id, r.heartbeat_at));
       return { relays: dead.map((r) => r.id), devices };
     });
+  }
+
+  /** How many device links each relay holds. */
+  async heldCounts(): Promise<Map<string, number>> {
+    const rows = await this.#e.all<{ relay_id: string; n: number }>(
+      `SELECT relay_id, count(*) AS n FROM device_links WHERE relay_id IS NOT NULL
+       GROUP BY relay_id`,
+    );
+    return new Map(rows.map((r) => [r.relay_id, Number(r.n)]));
   }
 
   /** A relay leaving cleanly: releases its links and deletes its row. */

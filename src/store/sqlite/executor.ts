@@ -9,6 +9,7 @@ import type { DatabaseSync, SQLInputValue } from "node:sqlite";
 import { statement, StoreError } from "../db.ts";
 import { StoreUnavailable } from "../types.ts";
 import { type Executor, type Param, UniqueViolation } from "../queries/executor.ts";
+import { observeCommit } from "../observe.ts";
 
 /** Admits one transaction at a time, first come first served. */
 export class Gate {
@@ -157,11 +158,13 @@ export class SqliteExecutor implements Executor {
     if (this.#scope) return await fn(this);
     const release = await this.#gate.acquire();
     const scope = { open: true };
+    const started = performance.now();
     try {
       this.#call(() => this.#db.exec("BEGIN IMMEDIATE"));
       try {
         const result = await fn(new SqliteExecutor(this.#db, this.#gate, this.#where, scope));
         this.#call(() => this.#db.exec("COMMIT"));
+        observeCommit(started);
         return result;
       } catch (err) {
         if (this.#db.isTransaction) this.#db.exec("ROLLBACK");

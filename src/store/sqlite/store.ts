@@ -1,7 +1,7 @@
 /**
- * The async Store on SQLite: the relay's file `DIR/od.db`, opened and migrated exactly as the
- * synchronous store opens it (src/store/db.ts: WAL, synchronous=FULL, migrations of
- * src/store/schema.ts), so both can use one file at once.
+ * The Store on SQLite: the relay's file `DIR/od.db`, opened and migrated by src/store/db.ts
+ * (WAL, synchronous=FULL, migrations of src/store/schema.ts). WAL lets a running relay and
+ * `od admin` use the file at once; the change feed tells the relay what `od admin` wrote.
  */
 import type { DatabaseSync } from "node:sqlite";
 import { DB_FILE, integrityCheck, openDatabase } from "../db.ts";
