@@ -4,6 +4,7 @@
  */
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
 import { od, Proc, randomBytes } from "./_harness.ts";
+import { storeFor } from "./_test_store.ts";
 import { SUBPROTOCOL } from "../src/protocol/frame.ts";
 import { generateCredential } from "../src/protocol/keys.ts";
 
@@ -16,7 +17,10 @@ export interface Relay extends AsyncDisposable {
   ca?: string;
 }
 
-/** Starts `od serve` on a free port (or `port`) and waits until it listens. */
+/**
+ * Starts `od serve` on a free port (or `port`) and waits until it listens; on the tests' store
+ * (tests/_test_store.ts), where `dataDir` may stand for a PostgreSQL database.
+ */
 export async function startRelay(
   dataDir: string,
   options: {
@@ -29,6 +33,7 @@ export async function startRelay(
 ): Promise<Relay> {
   // Dual stack ([::]) lets tests be two different clients on loopback: 127.0.0.1 and ::1.
   const host = options.dualStack ? "[::]" : "127.0.0.1";
+  await storeFor(dataDir);
   const args = ["serve", "--listen", `${host}:${options.port ?? 0}`, "--data", dataDir];
   if (options.tls) args.push("--tls-cert", options.tls.certFile, "--tls-key", options.tls.keyFile);
   args.push(...(options.extraArgs ?? []));

@@ -2,8 +2,11 @@
  * End-to-end test harness: runs the real `scripts/od` as separate processes (relay, daemons,
  * clients) on 127.0.0.1 with ports chosen at run time, and waits for the log lines that say a
  * process is ready instead of sleeping. Everything started here is stopped by its PID in
- * `[Symbol.asyncDispose]`, so `await using` cleans up even when an assertion fails.
+ * `[Symbol.asyncDispose]`, so `await using` cleans up even when an assertion fails. Relays and
+ * `od admin` run on the tests' store (tests/_test_store.ts: SQLite, or PostgreSQL under
+ * OD_TEST_STORE=postgres).
  */
+import { storeEnv, withTestStore } from "./_test_store.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname.replace(/\/$/, "");
 /** The od shim that runs the CLI from this checkout. */
@@ -18,6 +21,7 @@ export function baseEnv(extra: Record<string, string> = {}): Record<string, stri
     HTTP_PROXY: "",
     https_proxy: "",
     http_proxy: "",
+    ...storeEnv(),
     ...extra,
   };
 }
@@ -50,7 +54,7 @@ export class Proc implements AsyncDisposable {
   } = {}) {
     this.name = name;
     this.child = new Deno.Command(options.cmd ?? OD, {
-      args,
+      args: options.cmd === undefined ? withTestStore(args) : args,
       env: baseEnv(options.env),
       stdin: options.stdin ?? "null",
       stdout: options.stdout === "null" ? "null" : "piped",
@@ -146,7 +150,7 @@ export async function od(
   options: { env?: Record<string, string>; stdin?: Uint8Array | string } = {},
 ): Promise<{ code: number; stdout: string; stderr: string }> {
   const child = new Deno.Command(OD, {
-    args,
+    args: withTestStore(args),
     env: baseEnv(options.env),
     stdin: options.stdin === undefined ? "null" : "piped",
     stdout: "piped",

@@ -95,8 +95,16 @@ const HBA = [
   "",
 ].join("\n");
 
+/** Options for startPostgres. */
+export interface PostgresOptions {
+  /** The server's max_connections (default PostgreSQL's 100). */
+  maxConnections?: number;
+  /** Lets role `od` create databases (a whole test suite gets one database per relay). */
+  createdb?: boolean;
+}
+
 /** Starts PostgreSQL with database `od` and role `od` (random password). */
-export async function startPostgres(): Promise<Postgres> {
+export async function startPostgres(options: PostgresOptions = {}): Promise<Postgres> {
   const root = await Deno.makeTempDir({ prefix: "od-pg-" });
   const data = `${root}/data`;
   const socketDir = `${root}/sock`;
@@ -123,14 +131,18 @@ export async function startPostgres(): Promise<Postgres> {
     let port = 0;
     for (let attempt = 0; attempt < 5 && port === 0; attempt++) {
       const candidate = freePort();
-      const ok = await pgCtl(data, socketDir, candidate, "start").then(() => true, (err) => {
-        if (attempt === 4) throw err;
-        return false;
-      });
+      const ok = await pgCtl(data, socketDir, candidate, "start", options).then(
+        () => true,
+        (err) => {
+          if (attempt === 4) throw err;
+          return false;
+        },
+      );
       if (ok) port = candidate;
     }
-    const pg = fixture(root, data, socketDir, port, password);
-    await pg.psql(`CREATE ROLE od LOGIN PASSWORD '${password}'`);
+    const pg = fixture(root, data, socketDir, port, password, options);
+    const createdb = options.createdb ? " CREATEDB" : "";
+    await pg.psql(`CREATE ROLE od LOGIN${createdb} PASSWORD '${password}'`);
     await pg.psql("CREATE DATABASE od OWNER od");
     return pg;
   } catch (err) {
@@ -140,8 +152,15 @@ export async function startPostgres(): Promise<Postgres> {
   }
 }
 
-function pgCtl(data: string, socketDir: string, port: number, action: string): Promise<string> {
-  const options = `-k ${socketDir} -p ${port} -c listen_addresses=127.0.0.1`;
+function pgCtl(
+  data: string,
+  socketDir: string,
+  port: number,
+  action: string,
+  settings: PostgresOptions = {},
+): Promise<string> {
+  let options = `-k ${socketDir} -p ${port} -c listen_addresses=127.0.0.1`;
+  if (settings.maxConnections) options += ` -c max_connections=${settings.maxConnections}`;
   return asPostgres([
     `${PG_BIN}/pg_ctl`,
     "-D",
@@ -193,6 +212,7 @@ function fixture(
   socketDir: string,
   port: number,
   password: string,
+  settings: PostgresOptions,
 ): Postgres {
   return {
     socketDir,
@@ -208,7 +228,7 @@ function fixture(
       return pid;
     },
     async restart() {
-      await pgCtl(data, socketDir, port, "restart");
+      await pgCtl(data, socketDir, port, "restart", settings);
     },
     async stop() {
       await pgCtlStop(data);
@@ -217,7 +237,7 @@ function fixture(
       await pgCtlStop(data, "immediate");
     },
     async start() {
-      await pgCtl(data, socketDir, port, "start");
+      await pgCtl(data, socketDir, port, "start", settings);
     },
     psql(sql: string, database = "postgres") {
       return asPostgres([

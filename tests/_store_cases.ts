@@ -116,6 +116,7 @@ export const CASES_MORE: Case[] = [
       assertEquals((await s.audit.query({ accountId: beta })).map((r) => r.at), [20]);
       assertEquals((await s.audit.query({ accountId: acme })).map((r) => r.at), [10, 20]);
       assertEquals((await s.audit.query({ device: "pi-1", since: 15 })).map((r) => r.at), [20]);
+      assertEquals(await s.audit.query({ device: "pi-1\0" }), []);
       assertEquals((await s.audit.query({ afterId: all[0].id, limit: 1 })).map((r) => r.at), [20]);
       await s.accounts.remove("beta");
       assertEquals((await s.audit.query({}))[1].accountId, null, "rows outlive their account");
@@ -193,6 +194,9 @@ export const CASES_MORE: Case[] = [
         [["constructor"], []],
         [["toString!=x"], ["pi-1", "pi-2", "pi-3"]],
         [["__proto__=x"], []],
+        // A NUL is in no stored value (PostgreSQL's text cannot hold one at all).
+        [["site=zur\0ich"], []],
+        [["site!=zur\0ich"], ["pi-1", "pi-2", "pi-3"]],
       ];
       for (const [filters, want] of cases) {
         assertEquals(await allIds(s, accountId, filters, 1000, now), want, filters.join(" "));

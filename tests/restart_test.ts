@@ -3,8 +3,8 @@
  * directory, and everything comes back by itself with the store intact.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
 import { od, Proc, tempDir } from "./_harness.ts";
+import { storeIntegrity } from "./_test_store.ts";
 import { addAccount, clientEnv, echoServer, startDaemon, startRelay } from "./_fleet.ts";
 
 Deno.test("kill -9 of the relay: daemons reconnect by themselves, store intact", async () => {
@@ -64,11 +64,5 @@ Deno.test("kill -9 of the relay: daemons reconnect by themselves, store intact",
     for (const d of daemons) await d.stop();
     await relay.proc.stop();
   }
-  const db = new DatabaseSync(`${dataDir}/od.db`, { readOnly: true });
-  try {
-    const rows = db.prepare("PRAGMA integrity_check").all() as { integrity_check: string }[];
-    assertEquals(rows.map((r) => r.integrity_check), ["ok"]);
-  } finally {
-    db.close();
-  }
+  assertEquals(await storeIntegrity(dataDir), "ok");
 });

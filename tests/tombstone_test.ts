@@ -11,7 +11,7 @@
  * for the device.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
+import { PG_TEST, storeNumber } from "./_test_store.ts";
 import { rss, tempDir } from "./_harness.ts";
 import {
   addAccount,
@@ -25,7 +25,11 @@ import {
 import { call, health, propsOnDevice, propsOnRelay } from "./_api.ts";
 import { MAX_PROPS, MAX_TOMBSTONES } from "../src/protocol/props.ts";
 
-const MAX_GROWTH = 64 * 1024 * 1024;
+// On PostgreSQL every request waits on the network for its queries, so young-generation GCs
+// promote its garbage (request bodies, parsed keys) to the old generation until a major GC: the
+// relay's heap settles higher (measured: +90 MiB after the 400 removal requests, +13 MiB over
+// three more rounds of them, so bounded), where SQLite's synchronous calls keep it young.
+const MAX_GROWTH = (PG_TEST ? 128 : 64) * 1024 * 1024;
 const MAX_HEALTH_MS = 100;
 
 /** Calls /v1/health back to back until stopped; records every latency. */
@@ -115,7 +119,7 @@ Deno.test("a tombstone flood leaves the relay responsive, bounded and serving", 
   ok(worst <= MAX_HEALTH_MS, `/v1/health took ${worst.toFixed(1)} ms during the flood`);
   ok(peak - before <= MAX_GROWTH, `the relay grew by ${mib(peak - before)} MiB`);
 
-  const rows = storedRows(relay, "edge-1");
+  const rows = await storedRows(relay, "edge-1");
   ok(rows <= MAX_PROPS + MAX_TOMBSTONES, `${rows} rows stored for the device`);
   const device = await call(relay, keys.clientKey, "GET", "/v1/devices/edge-1");
   assertEquals((device.body as { state: string }).state, "online");
@@ -128,15 +132,11 @@ Deno.test("a tombstone flood leaves the relay responsive, bounded and serving", 
 
 const mib = (bytes: number) => (bytes / 2 ** 20).toFixed(1);
 
-/** Rows of the relay's props table for a device, read from its store file. */
-function storedRows(relay: Relay, device: string): number {
-  const db = new DatabaseSync(`${relay.dataDir}/od.db`, { readOnly: true });
-  try {
-    const row = db.prepare(
-      "SELECT count(*) AS n FROM props WHERE device_id = (SELECT id FROM devices WHERE name = ?)",
-    ).get(device) as { n: number };
-    return row.n;
-  } finally {
-    db.close();
-  }
+/** Rows of the relay's props table for a device, read from its store. */
+function storedRows(relay: Relay, device: string): Promise<number> {
+  if (!/^[a-z0-9-]+$/.test(device)) throw new Error(`not a device id: ${device}`);
+  return storeNumber(
+    relay.dataDir,
+    `SELECT count(*) AS n FROM props WHERE device_id = (SELECT id FROM devices WHERE name = '${device}')`,
+  );
 }

@@ -6,7 +6,7 @@
  * connection is closed.
  */
 import { openStore, type StoreTarget } from "../store/open.ts";
-import { HEARTBEAT_MS, type Store, StoreUnavailable } from "../store/types.ts";
+import { HEARTBEAT_MS, InvalidValue, type Store, StoreUnavailable } from "../store/types.ts";
 import { CloseCode } from "../transport/link.ts";
 import { ResetCode } from "../protocol/frame.ts";
 import { DEAD_AFTER } from "../transport/keepalive.ts";
@@ -250,6 +250,7 @@ async function handle(
         { "retry-after": "5" },
       );
     }
+    if (err instanceof InvalidValue) err = new HttpError(400, err.message);
     if (err instanceof HttpError) {
       metrics.refused(audit.action, err.status);
       // Every refusal is audited once; throttled floods (and devices told to come back later by

@@ -51,6 +51,11 @@ export class StoreUnavailable extends StoreError {
   override name = "StoreUnavailable";
 }
 
+/** A value the store cannot hold (a NUL character in text, on PostgreSQL); a relay answers 400. */
+export class InvalidValue extends StoreError {
+  override name = "InvalidValue";
+}
+
 /** How often a relay heartbeats its row by default. */
 export const HEARTBEAT_MS = 10_000; // open-balena-vpn's interval; 3 missed = 30 s to failover
 /** Missed heartbeats after which a relay is dead and its device links are reclaimed. */

@@ -6,7 +6,7 @@
  * exists"); deadlocks and serialization failures are marked retryable.
  */
 import { StoreError } from "../db.ts";
-import { StoreUnavailable } from "../types.ts";
+import { InvalidValue, StoreUnavailable } from "../types.ts";
 import { UniqueViolation } from "../queries/executor.ts";
 import type { Password } from "./url.ts";
 
@@ -72,6 +72,11 @@ export function mapPgError(
   }
   if (code === "3D000") return new StoreError(`${where}: ${err.message}`, { cause: err });
   if (code === "23505") return new UniqueViolation(err.message, { cause: err });
+  if (code === "22021" || code === "22P05") {
+    return new InvalidValue(`a value has a character the store cannot hold (${err.message})`, {
+      cause: err,
+    });
+  }
   if (code === "40P01" || code === "40001") return new Retryable(err.message, { cause: err });
   if (code === "57014") {
     return new StoreUnavailable(`${where} cancelled a statement: ${err.message}`, { cause: err });

@@ -43,6 +43,8 @@ export class AuditQueries implements AuditStore {
 
   /** Rows matching the query, oldest first. */
   async query(q: AuditQuery): Promise<AuditRow[]> {
+    // No row names a device with a NUL (PostgreSQL's text cannot even be asked for one).
+    if (q.device?.includes("\0")) return [];
     const where: string[] = [];
     const params: Param[] = [];
     if (q.accountId !== undefined) {

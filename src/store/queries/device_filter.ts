@@ -43,8 +43,13 @@ function compare(f: Filter, equals: (v: string) => Condition, has: Condition): C
   return f.op === "=" ? equals(f.value) : not(equals(f.value));
 }
 
-/** The SQL for one filter; `liveSince` is the oldest heartbeat that keeps a relay live. */
+/**
+ * The SQL for one filter; `liveSince` is the oldest heartbeat that keeps a relay live. A value
+ * with a NUL character equals nothing stored (od stores none, and PostgreSQL's text cannot hold
+ * one), so it never reaches the database.
+ */
 export function filterSql(f: Filter, liveSince: number): Condition {
+  if (f.op !== "has" && f.value.includes("\0")) return compare(f, () => FALSE, TRUE);
   const online: Condition = { sql: ONLINE, params: [liveSince] };
   // Own keys only: `constructor` or `toString` are property names a user may filter by.
   const column = Object.hasOwn(COLUMNS, f.key) ? COLUMNS[f.key] : undefined;
