@@ -25,6 +25,7 @@ type Caller = "none" | "unknown" | "device" | "client" | "full" | "device-creden
 function admits(access: Access, caller: Caller): boolean {
   if (access === "none") return true;
   if (access === "device-credential") return caller === "device-credential";
+  if (access === "mesh-peer") return false; // relays only, by the mesh key (tests/mesh_test.ts)
   return (access as readonly string[]).includes(caller);
 }
 
@@ -101,6 +102,7 @@ Deno.test("every role sees and reaches exactly what it may", async (t) => {
         "GET /": "none",
         "GET /v1/health": "none",
         "GET /v1/device": "device-credential",
+        "GET /v1/mesh": "mesh-peer",
         "POST /v1/clone": "device-credential",
         "POST /v1/enroll": "device|full",
         "GET /v1/whoami": "client|device|full",

@@ -25,10 +25,12 @@ Options:
                        --store-password-file, PGPASSWORD or PGPASSFILE, and is never logged
   --store-password-file FILE
                        a file (mode 0600) whose first line is the PostgreSQL password
-  --mesh-url URL       where the other relays of the store reach this one (an internal
-                       address, e.g. http://10.0.0.5:8080); with --mesh-key, clients of any
-                       relay reach devices connected to any other
-  --mesh-key FILE      a file (mode 0600) holding the secret the relays of a mesh share
+  --mesh-key FILE      a file (mode 0600) holding the secret the relays of a mesh share: with
+                       it, clients of any relay of the store reach devices connected to any
+                       other (make it with: openssl rand -hex 32)
+  --mesh-url URL       where the other relays reach this one (an internal address, e.g.
+                       http://10.0.0.5:8080; default: where it listens, unless that is every
+                       address)
   --relay-id NAME      this relay's name among the relays (default: host name and a suffix)
   --heartbeat SECONDS  how often relays write their heartbeat; a relay silent for 3 of them
                        is dead (default 10; use the same value on every relay of a store)
@@ -134,6 +136,9 @@ export async function serveCommand(args: string[]): Promise<number> {
   const { hostname, port } = parseListen(str(values, "listen", "127.0.0.1:8080")!);
   const store = storeTarget(values);
   const mesh = meshOptions(values, store);
+  if (mesh.meshKey && !mesh.meshUrl && (hostname === "0.0.0.0" || hostname === "::")) {
+    throw new UsageError("--mesh-url is needed when the relay listens on every address");
+  }
   const metricsAt = str(values, "metrics");
   const metrics = metricsAt === undefined ? undefined : parseListen(metricsAt, "--metrics");
   const admitRate = Number(str(values, "admit-rate") ?? 500);
@@ -224,10 +229,10 @@ function guardProcess(): void {
 function meshOptions(values: Values, store: StoreTarget) {
   const meshUrl = str(values, "mesh-url");
   const meshKeyFile = str(values, "mesh-key");
-  if ((meshUrl === undefined) !== (meshKeyFile === undefined)) {
-    throw new UsageError("--mesh-url and --mesh-key go together");
+  if (meshUrl !== undefined && meshKeyFile === undefined) {
+    throw new UsageError("--mesh-url needs --mesh-key (the secret the relays of a mesh share)");
   }
-  if (meshUrl !== undefined && typeof store !== "string") {
+  if (meshKeyFile !== undefined && typeof store !== "string") {
     throw new UsageError("a mesh of relays shares one PostgreSQL store: add --store postgres://…");
   }
   if (meshUrl !== undefined && !/^https?:\/\/[^/?#\s]+\/?$/.test(meshUrl)) {

@@ -26,6 +26,7 @@ import { cloneRefusal } from "./enroll.ts";
 import type { RelayContext } from "./context.ts";
 import { metrics } from "./relay_metrics.ts";
 import { remoteLinks } from "./whereabouts.ts";
+import type { StreamTarget } from "./mesh.ts";
 
 /** Checks that a WebSocket endpoint was asked for an upgrade with our protocol. */
 function upgradeCheck(req: Request): void {
@@ -151,12 +152,11 @@ export async function tunnel(
     const seen = record.lastSeen === null ? "never connected" : `last seen ${ago(record.lastSeen)}`;
     throw new HttpError(503, `device "${shown}" is offline (${seen})`);
   }
-  if (!session) {
-    throw new HttpError(503, `device "${shown}" is connected to relay ${remote!.relayId}`);
-  }
+  // A device another relay holds is reached through the mesh link to that relay.
+  const target: StreamTarget = session ?? await ctx.mesh.target(remote!, record, shown);
   if (
-    session.streamCount >= ctx.limits.maxStreams ||
-    session.pendingOpens >= ctx.limits.maxPendingOpens
+    target.streamCount >= ctx.limits.maxStreams ||
+    target.pendingOpens >= ctx.limits.maxPendingOpens
   ) {
     throw new HttpError(503, `device "${shown}" has too many open tunnels; try again later`, {
       "retry-after": "5",
@@ -197,7 +197,7 @@ export async function tunnel(
       ms: end.durationMs,
     });
   };
-  if (!session.open(stream)) {
+  if (!target.open(stream)) {
     stream.reset(ResetCode.LIMIT, `device "${shown}" has too many open tunnels`);
   }
   const result = await stream.opened;

@@ -8,6 +8,7 @@ import type { Admission } from "./admission.ts";
 import type { PresenceWriter } from "./presence.ts";
 import type { Membership } from "./membership.ts";
 import type { PropsMirror } from "./props_push.ts";
+import type { Mesh } from "./mesh.ts";
 
 /** The relay's shared state, passed to handlers. */
 export interface RelayContext {
@@ -33,6 +34,8 @@ export interface RelayContext {
   members: Membership;
   /** What connected daemons know of their properties (props_push.ts). */
   mirror: PropsMirror;
+  /** Links to the other relays of the store (mesh.ts). */
+  mesh: Mesh;
 }
 
 /** Limits on what peers control. */

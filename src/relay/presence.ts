@@ -23,7 +23,7 @@ interface Claim {
 /** Pending presence notes of connected and departed devices. */
 export class PresenceWriter {
   #store: Store;
-  #relay: { id: string; meshUrl: string };
+  #relay: { readonly id: string; readonly meshUrl: string };
   #seen = new Map<number, { at: number; ip?: string }>();
   #infos = new Map<number, DeviceInfo>();
   #claims = new Map<number, Claim[]>();
@@ -32,7 +32,7 @@ export class PresenceWriter {
   #flushing: Promise<void> | null = null;
 
   /** `relay` is this relay's id and mesh URL, whose row claims refer to. */
-  constructor(store: Store, relay: { id: string; meshUrl: string }) {
+  constructor(store: Store, relay: { readonly id: string; readonly meshUrl: string }) {
     this.#store = store;
     this.#relay = relay;
   }
@@ -105,7 +105,7 @@ export class PresenceWriter {
       // Issued together: PostgreSQL pipelines them on the transaction's connection.
       generations = await this.#store.tx(async (t) => {
         // Claims refer to this relay's row, which a relay that was cut off may have lost.
-        if (claims.size > 0) await t.relays.heartbeat(relay);
+        if (claims.size > 0) await t.relays.heartbeat({ id: relay.id, meshUrl: relay.meshUrl });
         const [, , , claimed] = await Promise.all([
           t.devices.markSeenMany([...seen].map(([rowid, s]) => ({ rowid, ...s }))),
           Promise.all([...infos].map(([rowid, info]) => t.devices.setInfo(rowid, info))),

@@ -33,8 +33,11 @@ import {
   revokeKey,
 } from "./manage_api.ts";
 
-/** Who may call a route: anyone, a device's own credential, or account keys of these roles. */
-export type Access = "none" | "device-credential" | readonly KeyRole[];
+/**
+ * Who may call a route: anyone, a device's own credential, account keys of these roles, or only
+ * another relay of the mesh (proving the mesh key; no account key or credential counts).
+ */
+export type Access = "none" | "device-credential" | "mesh-peer" | readonly KeyRole[];
 
 /** What a handler gets: the request, its decoded path parameters and who is calling. */
 export interface Call {
@@ -85,6 +88,14 @@ export const ROUTES: readonly Route[] = [
     action: "tunnel",
     websocket: true,
     handler: (c) => tunnel(c.ctx, c.req, c.audit, c.key),
+  },
+  {
+    method: "GET",
+    path: "/v1/mesh",
+    access: "mesh-peer",
+    action: "mesh",
+    websocket: true,
+    handler: (c) => c.ctx.mesh.accept(c.req),
   },
   {
     method: "POST",
@@ -264,7 +275,7 @@ export async function route(
   const call = { ctx, req, audit, params, query: url.searchParams } as Call;
   if (route.access === "device-credential") {
     call.device = await ctx.auth.device(req, audit.ip, audit);
-  } else if (route.access !== "none") {
+  } else if (route.access !== "none" && route.access !== "mesh-peer") {
     call.key = await ctx.auth.key(req, audit.ip, [...route.access], audit);
   }
   try {

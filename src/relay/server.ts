@@ -26,6 +26,7 @@ import { PresenceWriter } from "./presence.ts";
 import { defaultRelayId, Membership } from "./membership.ts";
 import { PropsMirror } from "./props_push.ts";
 import { watchStore } from "./watch.ts";
+import { Mesh } from "./mesh.ts";
 
 /** Options for runRelay. */
 export interface RelayOptions {
@@ -116,13 +117,21 @@ async function serveWith(
     audit: new AuditWriter(store),
     keepaliveS: options.keepalive ?? 15,
     admission: new Admission(options.admission),
-    presence: new PresenceWriter(store, { id: relayId, meshUrl }),
     relayId,
     meshUrl,
     heartbeatMs,
     mirror: new PropsMirror(),
-  } as Omit<RelayContext, "members"> as RelayContext;
+  } as Omit<RelayContext, "members" | "mesh" | "presence"> as RelayContext;
+  ctx.presence = new PresenceWriter(store, {
+    get id() {
+      return ctx.relayId;
+    },
+    get meshUrl() {
+      return ctx.meshUrl;
+    },
+  });
   ctx.members = new Membership(ctx);
+  ctx.mesh = new Mesh(ctx, options.meshKey);
   await ctx.members.start({ forgetOthers: store.kind === "sqlite" });
   const unwatch = await watchStore(ctx);
   const requests = new RequestLimiter();
@@ -166,6 +175,7 @@ async function serveWith(
   options.signal?.addEventListener("abort", () => {
     stopMetrics.abort();
     ctx.admission.close();
+    ctx.mesh.close();
     for (const session of [...hub.sessions()]) {
       session.link.close(CloseCode.GOING_AWAY, "the relay is shutting down");
     }
@@ -187,6 +197,11 @@ async function serveWith(
   const addr = server.addr;
   const host = addr.hostname.includes(":") ? `[${addr.hostname}]` : addr.hostname;
   const url = `${options.tls ? "https" : "http"}://${host}:${addr.port}`;
+  if (options.meshKey && !options.meshUrl) {
+    // Peers reach this relay where it listens (the command refuses a wildcard address here).
+    ctx.meshUrl = url;
+    await ctx.members.beat();
+  }
   return {
     addr,
     url,
@@ -201,6 +216,7 @@ async function serveWith(
  * ping every period, so silence that long means the network between us is gone.
  */
 function sweepSilent(ctx: RelayContext): void {
+  ctx.mesh.sweep();
   const bound = DEAD_AFTER * ctx.keepaliveS;
   const limit = Date.now() - bound * 1000;
   for (const s of [...ctx.hub.sessions()]) {

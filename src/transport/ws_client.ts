@@ -23,6 +23,8 @@ export interface WsOptions {
   /** PEM of a CA to trust besides the system roots. */
   ca?: string;
   timeoutMs: number;
+  /** Bytes queued beyond which the peer counts as not reading (SocketLink's default if unset). */
+  maxQueued?: number;
 }
 
 /** The relay answered the upgrade with something other than 101. */
@@ -80,6 +82,7 @@ async function handshake(conn: Deno.Conn, opts: WsOptions): Promise<SocketLink> 
     maxMessage: MAX_MESSAGE,
     leftover: reader.rest(),
     nudge: opts.url.protocol === "wss:",
+    maxQueued: opts.maxQueued,
   });
 }
 
