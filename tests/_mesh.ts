@@ -3,7 +3,7 @@
  * separate `od serve` processes with a shared mesh key, HAProxy running deploy/haproxy-mesh.cfg
  * in front of them with TLS from a test CA, and daemons connected through HAProxy.
  */
-import { od, Proc } from "./_harness.ts";
+import { eventually, od, Proc } from "./_harness.ts";
 import { makeTestCa, type Relay, type TestCa } from "./_fleet.ts";
 import { type Postgres, startPostgres } from "./_postgres.ts";
 
@@ -38,8 +38,10 @@ async function secretFile(path: string, text: string): Promise<string> {
 }
 
 function hex(bytes: number): string {
-  return Array.from(crypto.getRandomValues(new Uint8Array(bytes)), (b) =>
-    b.toString(16).padStart(2, "0")).join("");
+  return Array.from(
+    crypto.getRandomValues(new Uint8Array(bytes)),
+    (b) => b.toString(16).padStart(2, "0"),
+  ).join("");
 }
 
 /** Starts PostgreSQL and writes the mesh key; relays are started with `startRelay`. */
@@ -72,8 +74,6 @@ export async function meshStack(dir: string): Promise<MeshStack> {
         id,
         "--heartbeat",
         String(HEARTBEAT_S),
-        "--keepalive",
-        "2",
         "--trusted-proxy",
         "127.0.0.1",
         "--trusted-proxy",
@@ -194,4 +194,30 @@ export async function heldByRelay(stack: MeshStack): Promise<Record<string, numb
   if (out.code !== 0) throw new Error(`relay list: ${out.stderr}`);
   const rows = JSON.parse(out.stdout) as { id: string; devices: number }[];
   return Object.fromEntries(rows.map((r) => [r.id, r.devices]));
+}
+
+/** An `od pipe DEV echo` that keeps writing 100 bytes every 50 ms until it ends. */
+export function livePipe(env: Record<string, string>, device: string) {
+  const proc = new Proc(`pipe ${device}`, ["pipe", device, "echo"], { env, stdin: "piped" });
+  const writer = proc.child.stdin.getWriter();
+  const timer = setInterval(() => writer.write(new Uint8Array(100)).catch(() => {}), 50);
+  const ended = proc.output().then((out) => {
+    clearInterval(timer);
+    writer.close().catch(() => {});
+    return { ...out, at: Date.now() };
+  });
+  // Data echoed back means the tunnel is open end to end.
+  const flowing = () => eventually("the pipe to carry data", () => proc.stdout.length > 0);
+  return { proc, ended, flowing, stop: () => proc.stop() };
+}
+
+/** Waits until `od list` through `relay` shows `device` online (its link claim is written). */
+export async function onlineVia(relay: Relay, key: string, device: string): Promise<void> {
+  await eventually(`${device} online through ${relay.url}`, async () => {
+    const res = await fetch(`${relay.url}/v1/devices/${device}`, {
+      headers: { authorization: `Bearer ${key}` },
+    });
+    const body = await res.json();
+    return res.status === 200 && body.state === "online";
+  }, 10_000);
 }

@@ -121,6 +121,29 @@ export class Mesh {
     });
   }
 
+  /**
+   * Proves this relay's mesh key to the live relays of the store as it joins; rejects with a
+   * sentence if one of them says the key differs (a relay with another key would hold devices
+   * nobody else reaches). Peers that cannot be reached now are skipped: they check us later.
+   */
+  async join(live: Iterable<{ id: string; meshUrl: string }>): Promise<void> {
+    if (!this.#key) return;
+    for (const peer of live) {
+      if (peer.id === this.#ctx.relayId || !peer.meshUrl) continue;
+      try {
+        await this.#linkTo(peer.id, peer.meshUrl, `relay ${peer.id}`);
+      } catch (err) {
+        if (err instanceof KeyMismatch) {
+          throw new Error(
+            `relay ${peer.id} refused this relay's mesh key; every relay of a store must use ` +
+              `the same --mesh-key`,
+          );
+        }
+        log.warn("cannot reach a peer relay as this one joins", { peer: peer.id, error: err });
+      }
+    }
+  }
+
   /** Closes every link (the relay is stopping). */
   close(): void {
     clearInterval(this.#timer);
@@ -200,6 +223,9 @@ export class Mesh {
     } catch (err) {
       const why = err instanceof UpgradeRefused ? refusal(err) : (err as Error).message;
       log.warn("cannot open a mesh link", { peer, url, error: why });
+      if (err instanceof UpgradeRefused && err.status === 401) {
+        throw new KeyMismatch(503, `${where}, which refused this relay's mesh key (${why})`);
+      }
       throw new HttpError(503, `${where}, which this relay cannot reach: ${why}`);
     }
     const hello = await firstFrame(socket);
@@ -208,7 +234,7 @@ export class Mesh {
     if (!ok) {
       socket.close(CloseCode.PROTOCOL, "the mesh hello does not prove the mesh key");
       log.warn("mesh peer failed to prove the mesh key", { peer, url });
-      throw new HttpError(503, `${where}, which does not prove this relay's mesh key`);
+      throw new KeyMismatch(503, `${where}, which does not prove this relay's mesh key`);
     }
     const link = new MeshLink(socket, peer, true, this.#hooks);
     this.#register(link);
@@ -266,6 +292,9 @@ export class Mesh {
     for (const set of this.#links.values()) for (const l of set) l.ping();
   }
 }
+
+/** A peer and this relay do not share the mesh key (a 503 for the client who needed it). */
+class KeyMismatch extends HttpError {}
 
 /** The sentence of a refused dial. */
 function refusal(err: UpgradeRefused): string {

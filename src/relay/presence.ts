@@ -13,6 +13,11 @@ import { log } from "../shared/log.ts";
 
 /** How long a note waits for others: on:lastSeen and reports may be this stale after a crash. */
 const FLUSH_MS = 250;
+/**
+ * How long a link claim waits: other relays see a device that just connected here once its
+ * claim is written, so it goes sooner (500 devices a second still share a commit in tens).
+ */
+const CLAIM_MS = 20;
 const RETRY_MS = 1_000; // a failed write is tried again this much later
 
 interface Claim {
@@ -29,6 +34,7 @@ export class PresenceWriter {
   #claims = new Map<number, Claim[]>();
   #releases = new Map<number, number>(); // row id → generation let go
   #timer: ReturnType<typeof setTimeout> | undefined;
+  #dueAt = Infinity;
   #flushing: Promise<void> | null = null;
 
   /** `relay` is this relay's id and mesh URL, whose row claims refer to. */
@@ -59,7 +65,7 @@ export class PresenceWriter {
       const claims = this.#claims.get(rowid) ?? [];
       claims.push({ resolve, reject });
       this.#claims.set(rowid, claims);
-      this.#schedule(FLUSH_MS);
+      this.#schedule(CLAIM_MS);
     });
   }
 
@@ -75,16 +81,21 @@ export class PresenceWriter {
   }
 
   #schedule(ms: number): void {
-    this.#timer ??= setTimeout(() => this.flush(), ms);
+    const due = Date.now() + ms;
+    if (this.#timer !== undefined && this.#dueAt <= due) return;
+    clearTimeout(this.#timer);
+    this.#dueAt = due;
+    this.#timer = setTimeout(() => this.flush(), ms);
   }
 
   /** Writes everything pending in one transaction (one flush at a time). */
   flush(): Promise<void> {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#dueAt = Infinity;
     this.#flushing ??= this.#write().finally(() => {
       this.#flushing = null;
-      if (this.pending > 0) this.#schedule(FLUSH_MS);
+      if (this.pending > 0 && this.#timer === undefined) this.#schedule(FLUSH_MS);
     });
     return this.#flushing;
   }
@@ -124,6 +135,7 @@ export class PresenceWriter {
       log.error("cannot write device presence", { devices: this.pending, error: err });
       this.#requeue(seen, infos, claims, releases);
       clearTimeout(this.#timer);
+      this.#dueAt = Date.now() + RETRY_MS;
       this.#timer = setTimeout(() => this.flush(), RETRY_MS);
       return;
     }
@@ -151,6 +163,7 @@ export class PresenceWriter {
   close(): void {
     clearTimeout(this.#timer);
     this.#timer = undefined;
+    this.#dueAt = Infinity;
     const error = new Error("the relay is stopping");
     for (const claims of this.#claims.values()) for (const c of claims) c.reject(error);
     this.#claims.clear();

@@ -26,6 +26,8 @@ import { PresenceWriter } from "./presence.ts";
 import { defaultRelayId, Membership } from "./membership.ts";
 import { PropsMirror } from "./props_push.ts";
 import { watchStore } from "./watch.ts";
+import { liveRelays } from "./whereabouts.ts";
+import { OdError } from "../shared/errors.ts";
 import { Mesh } from "./mesh.ts";
 
 /** Options for runRelay. */
@@ -158,11 +160,15 @@ async function serveWith(
   });
   const stopMetrics = new AbortController();
   const metricsServer = options.metrics && serveMetrics(options.metrics, stopMetrics.signal);
+  // Stops the relay when the caller aborts, or when joining the mesh fails after listening.
+  const stop = new AbortController();
+  if (options.signal?.aborted) stop.abort();
+  options.signal?.addEventListener("abort", () => stop.abort(), { once: true });
   const server = await serveHttp({
     hostname: options.hostname,
     port: options.port,
     tls: options.tls,
-    signal: options.signal,
+    signal: stop.signal,
     handler: (req, info) =>
       handle(ctx, requests, req, clientAddress(req, info.remoteAddr.hostname, trusted)),
   });
@@ -172,7 +178,7 @@ async function serveWith(
     setInterval(() => flushSeen(ctx), SEEN_FLUSH_MS),
     setInterval(prune, PRUNE_MS),
   ];
-  options.signal?.addEventListener("abort", () => {
+  stop.signal.addEventListener("abort", () => {
     stopMetrics.abort();
     ctx.admission.close();
     ctx.mesh.close();
@@ -201,6 +207,13 @@ async function serveWith(
     // Peers reach this relay where it listens (the command refuses a wildcard address here).
     ctx.meshUrl = url;
     await ctx.members.beat();
+  }
+  try {
+    await ctx.mesh.join((await liveRelays(ctx)).values());
+  } catch (err) {
+    stop.abort();
+    await finished.catch(() => {});
+    throw new OdError((err as Error).message);
   }
   return {
     addr,
