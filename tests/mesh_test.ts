@@ -7,7 +7,7 @@
  */
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
 import { eventually, od, Proc, randomBytes, rss, tempDir } from "./_harness.ts";
-import { addKey, clientEnv, echoServer, type Relay, sourceServer, startDaemon } from "./_fleet.ts";
+import { clientEnv, echoServer, type Relay, sourceServer, startDaemon } from "./_fleet.ts";
 import { call, propsOnDevice } from "./_api.ts";
 import { havePostgres, SKIP_SENTENCE } from "./_postgres.ts";
 import {
@@ -161,16 +161,17 @@ Deno.test({
     const warm = await od(["pipe", "edge-1", "echo"], { env, stdin: new Uint8Array(8 * MIB) });
     assertEquals(warm.code, 0, warm.stderr);
     match(a.proc.stderr, /mesh link open peer=relay-b/);
-    const base = { a: rss(a.proc.pid), b: rss(b.proc.pid) };
+    const base = { a: rss(a.proc.pid), b: rss(b.proc.pid), daemon: rss(daemon.pid) };
     await using client = new Proc("slow client", ["pipe", "edge-1", "source"], {
       env,
       stdout: "piped",
     });
-    const peak = { a: 0, b: 0 };
+    const peak = { a: 0, b: 0, daemon: 0 };
     const pauseEnd = Date.now() + PAUSE_MS;
     while (Date.now() < pauseEnd) {
       peak.a = Math.max(peak.a, rss(a.proc.pid));
       peak.b = Math.max(peak.b, rss(b.proc.pid));
+      peak.daemon = Math.max(peak.daemon, rss(daemon.pid));
       await new Promise((r) => setTimeout(r, 200));
     }
     const sentWhilePaused = source.written();
@@ -186,11 +187,16 @@ Deno.test({
     const mib = (n: number) => `${(n / MIB).toFixed(1)} MiB`;
     console.log(
       `relay A (client side) +${mib(peak.a - base.a)}, relay B (device side) ` +
-        `+${mib(peak.b - base.b)}, source wrote ${mib(sentWhilePaused)} while the client paused`,
+        `+${mib(peak.b - base.b)}, daemon +${mib(peak.daemon - base.daemon)}, source wrote ` +
+        `${mib(sentWhilePaused)} while the client paused`,
     );
     ok(sentWhilePaused < TOTAL / 2, `the source was not held back: ${mib(sentWhilePaused)} sent`);
     ok(peak.a - base.a <= MAX_GROWTH, `relay A grew ${mib(peak.a - base.a)}`);
     ok(peak.b - base.b <= MAX_GROWTH, `relay B grew ${mib(peak.b - base.b)}`);
+    ok(
+      peak.daemon - base.daemon <= MAX_GROWTH,
+      `the daemon grew ${mib(peak.daemon - base.daemon)}`,
+    );
     assertEquals(code, 0, stderr);
     assertEquals(mismatch, -1, `stream differs at byte ${mismatch}`);
     assertEquals(received, TOTAL);
