@@ -27,7 +27,10 @@ export interface MeshStack extends AsyncDisposable {
   dir: string;
   relays: MeshRelay[];
   /** Starts relay `id` on the store (with `keyFile` instead of the mesh key, if given). */
-  startRelay(id: string, options?: { keyFile?: string; extraArgs?: string[] }): Promise<MeshRelay>;
+  startRelay(
+    id: string,
+    options?: { keyFile?: string; extraArgs?: string[]; listen?: string },
+  ): Promise<MeshRelay>;
   /** Runs `od admin --store … ARGS`. */
   admin(args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
 }
@@ -63,7 +66,7 @@ export async function meshStack(dir: string): Promise<MeshStack> {
       const args = [
         "serve",
         "--listen",
-        "127.0.0.1:0",
+        options.listen ?? "127.0.0.1:0",
         "--store",
         pg.tcpUrl,
         "--store-password-file",
