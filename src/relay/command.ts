@@ -11,7 +11,7 @@ import { runRelay } from "./server.ts";
 
 const USAGE = `Usage: od serve [--listen HOST:PORT] [--data DIR | --store postgres://USER@HOST/DB]
                 [--tls-cert FILE --tls-key FILE] [--public-url URL] [--init]
-                [--metrics HOST:PORT] [--admit-rate N] [--mesh-url URL --mesh-key FILE]
+                [--metrics HOST:PORT] [--admit-rate N] [--mesh-key FILE [--mesh-url URL]]
        od serve install [serve options] [--print]     (a systemd unit; see its --help)
        od serve uninstall [--purge]
 

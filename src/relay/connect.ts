@@ -12,6 +12,7 @@ import { MAX_FRAME_SIZE, ResetCode, SUBPROTOCOL } from "../protocol/frame.ts";
 import { serviceProblem } from "../protocol/names.ts";
 import { fingerprintProblem } from "../protocol/api.ts";
 import { Upgrade } from "../transport/http_server.ts";
+import { CloseCode } from "../transport/link.ts";
 import { log } from "../shared/log.ts";
 import { ago } from "../cli/output.ts";
 import { checkProtocol, HttpError, isUpgrade } from "./http.ts";
@@ -84,7 +85,12 @@ export async function deviceLink(
             ctx.members.release(s);
             if (!ctx.hub.detach(s)) return;
             ctx.presence.seen(s.record.rowid, { at: Date.now() });
-            ctx.events.emitSoon(s.record.accountId, s.record.name, "state", { state: "offline" });
+            // Replaced by a newer link on another relay: the device is online there.
+            if (code !== CloseCode.REPLACED) {
+              ctx.events.emitSoon(s.record.accountId, s.record.name, "state", {
+                state: "offline",
+              });
+            }
             log.info("device disconnected", {
               device: s.record.name,
               account: s.record.account,

@@ -93,10 +93,7 @@ export class Membership {
   /** A device connected here: claims its link. */
   claim(session: DeviceSession): void {
     this.#ctx.presence.claim(session.record.rowid).then((generation) => {
-      if (this.#closed.delete(session)) {
-        if (generation > 0) this.#ctx.presence.release(session.record.rowid, generation);
-        return;
-      }
+      if (this.#closed.delete(session)) return this.#letGo(session, generation);
       this.#generations.set(session, generation);
     }, () => this.#closed.delete(session));
   }
@@ -106,7 +103,16 @@ export class Membership {
     const generation = this.#generations.get(session);
     this.#generations.delete(session);
     if (generation === undefined) this.#closed.add(session);
-    else if (generation > 0) this.#ctx.presence.release(session.record.rowid, generation);
+    else this.#letGo(session, generation);
+  }
+
+  #letGo(session: DeviceSession, generation: number): void {
+    // A newer session of the same device here owns the link (both claims may have shared one
+    // write, and so one generation).
+    const current = this.#ctx.hub.get(session.record.rowid);
+    if (generation > 0 && (current === undefined || current === session)) {
+      this.#ctx.presence.release(session.record.rowid, generation);
+    }
   }
 
   /** The generation of a session's link, once claimed. */

@@ -14,8 +14,9 @@ import { log } from "../shared/log.ts";
 /** How long a note waits for others: on:lastSeen and reports may be this stale after a crash. */
 const FLUSH_MS = 250;
 /**
- * How long a link claim waits: other relays see a device that just connected here once its
- * claim is written, so it goes sooner (500 devices a second still share a commit in tens).
+ * How long a link claim waits on a store other relays share: they see a device that just
+ * connected here once its claim is written, so it goes sooner (500 devices a second still share
+ * a commit in tens). On SQLite, the only relay knows its devices from its own sessions.
  */
 const CLAIM_MS = 20;
 const RETRY_MS = 1_000; // a failed write is tried again this much later
@@ -65,7 +66,7 @@ export class PresenceWriter {
       const claims = this.#claims.get(rowid) ?? [];
       claims.push({ resolve, reject });
       this.#claims.set(rowid, claims);
-      this.#schedule(CLAIM_MS);
+      this.#schedule(this.#store.kind === "postgres" ? CLAIM_MS : FLUSH_MS);
     });
   }
 
