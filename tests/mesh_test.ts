@@ -354,6 +354,31 @@ Deno.test({
       assertEquals(relays.map((r: { id: string }) => r.id), ["relay-a", "relay-b"]);
     });
 
+    await t.step("a password given in the store URL is never logged", async () => {
+      const withPassword = stack.storeUrl.replace("://od@", `://od:${stack.pg.password}@`);
+      const relay = new Proc("relay p", [
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--store",
+        withPassword,
+        "--mesh-key",
+        stack.keyFile,
+        "--relay-id",
+        "relay-p",
+      ]);
+      try {
+        const m = await relay.waitFor(/relay listening .*store=(\S+)/);
+        assertEquals(m[1], stack.storeUrl);
+      } finally {
+        await relay.stop();
+      }
+      ok(!relay.stderr.includes(stack.pg.password), relay.stderr);
+      const listed = await od(["admin", "--store", withPassword, "relay", "list"]);
+      assertEquals(listed.code, 0, listed.stderr);
+      ok(!(listed.stdout + listed.stderr).includes(stack.pg.password));
+    });
+
     /** Opens /v1/mesh on relay A with these headers; the HTTP status (101 if admitted). */
     const dial = async (headers: Record<string, string>) => {
       const ws = new WebSocket(`${a.url.replace(/^http/, "ws")}${MESH_PATH}`, {
