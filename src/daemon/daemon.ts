@@ -2,7 +2,7 @@
  * `od daemon`: enrols once, then keeps one outbound link to the relay for as long as it runs,
  * reconnecting with jittered exponential backoff and noticing a dead relay by keepalives.
  */
-import { ProtocolError } from "../protocol/frame.ts";
+import { ProtocolError, WINDOWS_HEADER } from "../protocol/frame.ts";
 import { encodeInfo, parseRelayMessage, type RelayMessage } from "../protocol/control.ts";
 import { DEFAULT_KEEPALIVE_S, Keepalive } from "../transport/keepalive.ts";
 import { generateCredential } from "../protocol/keys.ts";
@@ -231,7 +231,7 @@ async function connectOnce(rt: Runtime): Promise<void> {
     url: state.relay,
     secret: state.credential,
     ca: state.ca,
-    headers: { "x-od-fingerprint": rt.env.fingerprint },
+    headers: { "x-od-fingerprint": rt.env.fingerprint, [WINDOWS_HEADER]: "1" },
   };
   const link = await dialLink(target, "/v1/device");
   rt.sync = new PropsSync(link, rt.props);

@@ -8,6 +8,7 @@ import { Store } from "../store/store.ts";
 import { CloseCode } from "../transport/link.ts";
 import { ResetCode } from "../protocol/frame.ts";
 import { DEAD_AFTER } from "../transport/keepalive.ts";
+import { Budget } from "./tunnel.ts";
 import { log } from "../shared/log.ts";
 import { errorResponse, HttpError, json } from "./http.ts";
 import { serveHttp, type Upgrade } from "../transport/http_server.ts";
@@ -68,6 +69,9 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
   const auth = new Authenticator(store, new FailureLimiter());
   const limits: RelayLimits = {
     maxStreams: options.maxStreamsPerDevice ?? 1024,
+    // Growing windows are what these bound: a long fat path needs a few MiB per stream, and
+    // 50 bulk streams to one device must not hold a gigabyte in the relay.
+    linkBudget: 32 * 1024 * 1024,
     maxPendingOpens: 64, // opens a device has not answered; more means it is stuck or attacked
     maxTunnelsPerKey: 512, // an Ansible run with many forks stays far below
   };
@@ -79,6 +83,7 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
     events: new EventBus(store),
     audit: new AuditWriter(store),
     keepaliveS: options.keepalive ?? 15,
+    relayBudget: new Budget(256 * 1024 * 1024),
     admission: new Admission(options.admission),
     presence: new PresenceWriter(store),
   };
