@@ -153,9 +153,6 @@ async function run(
     console.error(`od: internal error: ${errorMessage(err)}`);
     if (Deno.env.get("OD_DEBUG")) console.error(err);
     return 1;
-  } finally {
-    const { closeHttpClients } = await import("./src/transport/dial.ts");
-    closeHttpClients();
   }
 }
 
