@@ -23,6 +23,10 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: async () => (await import("./src/daemon/command.ts")).daemonCommand,
     summary: "keep this device reachable through the relay",
   },
+  status: {
+    load: async () => (await import("./src/daemon/status_command.ts")).statusCommand,
+    summary: "on a device: how its daemon's link to the relay stands",
+  },
   login: {
     load: async () => (await import("./src/client/commands.ts")).loginCommand,
     summary: "store the relay URL and your key",
