@@ -158,7 +158,13 @@ export async function tunnel(
   upgradeCheck(req);
   // Who the device is and its sshd host keys, so od pipe can pin them before ssh checks.
   const view = deviceView(ctx.hub, record, {});
-  const opened = { id: view.id, account: view.account, hostKeys: view.hostKeys };
+  // keepalive: the client pings at least this often, or the relay's sweep ends the tunnel.
+  const opened = {
+    id: view.id,
+    account: view.account,
+    hostKeys: view.hostKeys,
+    keepalive: ctx.keepaliveS,
+  };
   const stream = new RelayStream({
     accountId: key.accountId,
     keyId: key.id,
