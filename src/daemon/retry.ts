@@ -2,8 +2,9 @@
  * How long a daemon waits before its next attempt to reach the relay. Two schedules, by what the
  * last failure says about where the trouble is:
  *
- * - Silent (no route, no DNS, no answer to the first packets, a link found dead by keepalive):
- *   most likely this device's own network is out, and an attempt costs nobody else anything.
+ * - Silent (no route, no DNS, no answer to the first packets, a link found dead by keepalive,
+ *   the proxy refusing connections): most likely this device's own network or its way out is
+ *   down, and an attempt costs nobody else anything.
  *   Retried at most FAST_MAX_MS apart, so a device is back within seconds of its network
  *   returning: an attempt gives up after 10 s (dial.ts), a SYN sent into the outage is resent by
  *   the kernel at 1, 3 and 7 s, so the worst case is the 3 s after the last resend plus one wait.

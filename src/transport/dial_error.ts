@@ -88,6 +88,9 @@ export function connectFailure(err: unknown, hop: Hop, address: string, what: st
     message = `connecting to ${what} failed: ${text}`;
   }
   const failure = new DialError(hop, kind, address, message, { cause: err });
-  failure.silent = kind === "dns" || kind === "unreachable";
+  // A proxy that refuses connections is this device's way out being down, like its network:
+  // retried soon, which costs only the proxy. A relay that refuses is retried slowly.
+  failure.silent = kind === "dns" || kind === "unreachable" ||
+    (hop === "proxy" && kind === "refused");
   return failure;
 }
