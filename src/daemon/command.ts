@@ -9,7 +9,8 @@ import { idProblem } from "../protocol/names.ts";
 import { normalizeRelayUrl, readCa } from "../cli/relay_options.ts";
 import { defaultStateDir } from "../store/device_state.ts";
 import { parseServiceOptions } from "./services.ts";
-import { type DaemonOptions, DEFAULT_GRACE_S, runDaemon } from "./daemon.ts";
+import { type DaemonOptions, runDaemon } from "./daemon.ts";
+import { DEFAULT_GRACE_S } from "./stop.ts";
 import { NO_PROXY_SETTING, parseProxyUrl } from "../transport/proxy.ts";
 
 const USAGE = `Usage: od daemon [--relay URL] [--key KEY] [--id ID] [--state DIR]

@@ -23,6 +23,7 @@ import { PropsSync } from "./props_sync.ts";
 import { ensureSoleDaemon, serveLocalApi } from "./local_api.ts";
 import { backoff, retryDelay } from "./retry.ts";
 import { StatusBoard } from "./status.ts";
+import { drain } from "./stop.ts";
 
 /** Options for runDaemon; anything unset comes from the state directory. */
 export interface DaemonOptions {
@@ -48,11 +49,8 @@ export interface DaemonOptions {
   proxy?: string;
 }
 
-/** Seconds open tunnels may finish after SIGTERM, unless --grace says otherwise. */
-export const DEFAULT_GRACE_S = 10;
 const STABLE_MS = 30_000; // a link that lived this long resets the backoff
 const HOST_KEY_RECHECK_MS = 60_000; // rotating sshd keys is rare; a minute's delay is harmless
-const DRAIN_POLL_MS = 100; // how often a stopping daemon looks whether its tunnels have ended
 
 function sleeper(signal?: AbortSignal) {
   return (ms: number) =>
@@ -294,13 +292,18 @@ async function connectOnce(rt: Runtime): Promise<{ code: number; reason: string 
     headers: { "x-od-fingerprint": rt.env.fingerprint },
   };
   const link = await dialLink(target, "/v1/device");
+  if (options.signal?.aborted) { // stopped while dialling: nothing is open yet, nothing to drain
+    link.close(CloseCode.GOING_AWAY, "the daemon is stopping");
+    return { code: CloseCode.GOING_AWAY, reason: "the daemon is stopping" };
+  }
   rt.sync = new PropsSync(link, rt.props);
   const device = new DeviceLink(link, rt.services, (m) => onControl(rt, m));
   rt.device = device;
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     link.onClose = (code, reason) => resolve({ code, reason });
   });
-  const stop = () => drain(rt, device);
+  const stop = () =>
+    drain(device, { graceS: rt.options.grace, kill: rt.options.kill, status: rt.status });
   options.signal?.addEventListener("abort", stop, { once: true });
   const timers = startTimers(rt, device);
   try {
@@ -328,34 +331,6 @@ async function connectOnce(rt: Runtime): Promise<{ code: number; reason: string 
     rt.sync = null;
     rt.device = null;
   }
-}
-
-/**
- * The graceful stop: new tunnels are refused, open ones go on until they end or the grace
- * period runs out (or a second signal), and then the link closes. The link and its keepalive
- * stay up meanwhile, so a session finishing its last command is not cut.
- */
-async function drain(rt: Runtime, device: DeviceLink): Promise<void> {
-  const graceMs = (rt.options.grace ?? DEFAULT_GRACE_S) * 1000;
-  const deadline = Date.now() + graceMs;
-  rt.status.set("stopping");
-  device.refuseNew = "the device's od daemon is stopping (restarting?); try again in a moment";
-  if (device.streamCount > 0) {
-    log.info("stopping: waiting for open tunnels", {
-      tunnels: device.streamCount,
-      grace: `${graceMs / 1000}s`,
-    });
-  }
-  while (
-    device.streamCount > 0 && Date.now() < deadline && !rt.options.kill?.aborted &&
-    device.link.open
-  ) {
-    await new Promise((r) => setTimeout(r, DRAIN_POLL_MS));
-  }
-  if (device.streamCount > 0) {
-    log.warn("stopping: closing tunnels still open", { tunnels: device.streamCount });
-  }
-  device.link.close(CloseCode.GOING_AWAY, "the daemon is stopping");
 }
 
 /** Sends info now and on host key changes, and keepalive pings; returns the timers. */

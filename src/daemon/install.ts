@@ -15,7 +15,8 @@ import {
 } from "../cli/systemd.ts";
 import { OdError, UsageError } from "../shared/errors.ts";
 import { DAEMON_OPTIONS, daemonOptions } from "./command.ts";
-import { type DaemonOptions, DEFAULT_GRACE_S, loadOrCreateState } from "./daemon.ts";
+import { type DaemonOptions, loadOrCreateState } from "./daemon.ts";
+import { DEFAULT_GRACE_S } from "./stop.ts";
 import { becomeClone, enrollDevice } from "./enroll.ts";
 import { machineFingerprint } from "./fingerprint.ts";
 
