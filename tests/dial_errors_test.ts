@@ -5,8 +5,15 @@
  * chooses it (HTTP_PROXY for http:// relays, --proxy none overriding the environment).
  */
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
-import { od, tempDir } from "./_harness.ts";
-import { addAccount, assertOneSentence, clientEnv, startRelay } from "./_fleet.ts";
+import { od, Proc, tempDir } from "./_harness.ts";
+import {
+  addAccount,
+  assertOneSentence,
+  clientEnv,
+  echoServer,
+  startDaemon,
+  startRelay,
+} from "./_fleet.ts";
 import { startSquid } from "./_squid.ts";
 
 const KEY = `od_client_${"A".repeat(43)}`;
@@ -159,4 +166,39 @@ Deno.test("through squid: HTTP_PROXY for http:// relays, the relay behind the pr
     2,
   );
   assertOneSentence(await od(["list", "--proxy", "ftp://x"], { env }), /must be http:\/\//, 2);
+
+  // od daemon --proxy is kept in the state: a later run without it still uses it, whatever the
+  // environment says, until --proxy env hands the choice back to the environment.
+  await using echo = echoServer();
+  const stateDir = `${dir}/state`;
+  const misleading = { HTTP_PROXY: "http://127.0.0.1:1", NO_PROXY: "", no_proxy: "" };
+  const first = await startDaemon(relay, {
+    key: keys.deviceKey,
+    id: "edge-1",
+    stateDir,
+    services: { echo: echo.port },
+    extraArgs: ["--proxy", proxy],
+    env: misleading,
+  });
+  await first.stop();
+  const again = await startDaemon(relay, {
+    key: keys.deviceKey,
+    id: "edge-1",
+    stateDir,
+    services: { echo: echo.port },
+    env: misleading,
+  });
+  const shown = JSON.parse((await od(["status", "--json", "--state", stateDir])).stdout);
+  assertEquals([shown.state, shown.proxy], ["online", `http://corp:***@127.0.0.1:${squid.port}`]);
+  await again.stop();
+  ok(!again.stderr.includes(":pw@") && !first.stderr.includes(":pw@"), "no password in logs");
+  const byEnv = new Proc("daemon", [
+    "daemon",
+    ...["--state", stateDir, "--proxy", "env", "--keepalive", "2"],
+  ], { env: misleading });
+  try {
+    await byEnv.waitFor(/cannot connect to relay.*the proxy 127\.0\.0\.1:1 refused the connection/);
+  } finally {
+    await byEnv.stop();
+  }
 });
