@@ -144,7 +144,9 @@ export async function tunnel(
   }
   const session = ctx.hub.get(record.rowid);
   if (!session) {
-    const seen = record.lastSeen === null ? "never connected" : `last seen ${ago(record.lastSeen)}`;
+    // A device that just left may have its last sighting still waiting in the presence batch.
+    const lastSeen = ctx.presence.pendingSeen(record.rowid) ?? record.lastSeen;
+    const seen = lastSeen === null ? "never connected" : `last seen ${ago(lastSeen)}`;
     throw new HttpError(503, `device "${shown}" is offline (${seen})`);
   }
   if (
