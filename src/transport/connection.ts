@@ -94,31 +94,7 @@ export async function openConnection(opts: ConnectOptions): Promise<OpenConnecti
     if (opts.url.protocol !== "https:" && opts.url.protocol !== "wss:") {
       return { conn: tcp, proxy, relay };
     }
-    const tls = await Deno.startTls(tcp, {
-      hostname: host,
-      caCerts: opts.ca ? [opts.ca] : undefined,
-      alpnProtocols: ["http/1.1"],
-    });
-    try {
-      await step.run(
-        tls.handshake(),
-        (err) => tlsFailure(err, relay),
-        () =>
-          new DialError(
-            "relay",
-            "timeout",
-            relay,
-            `the relay ${relay} accepted the connection but did not finish the TLS handshake within ${step.seconds} s`,
-          ),
-      );
-    } catch (err) {
-      try {
-        tls.close();
-      } catch {
-        // already closed
-      }
-      throw err;
-    }
+    const tls = await handshakeTls(tcp, host, relay, opts.ca, step);
     return { conn: tls, proxy, relay };
   } catch (err) {
     try {
@@ -127,6 +103,43 @@ export async function openConnection(opts: ConnectOptions): Promise<OpenConnecti
       // already closed (TLS owns it)
     }
     if (err instanceof DialError) err.proxy = proxy && redactProxy(proxy);
+    throw err;
+  }
+}
+
+/** TLS over `tcp` to the relay, within the attempt's deadline; throws DialError. */
+async function handshakeTls(
+  tcp: Deno.TcpConn,
+  host: string,
+  relay: string,
+  ca: string | undefined,
+  step: Step,
+): Promise<Deno.TlsConn> {
+  const tls = await Deno.startTls(tcp, {
+    hostname: host,
+    caCerts: ca ? [ca] : undefined,
+    alpnProtocols: ["http/1.1"],
+  });
+  try {
+    await step.run(
+      tls.handshake(),
+      (err) => tlsFailure(err, relay),
+      () =>
+        new DialError(
+          "relay",
+          "timeout",
+          relay,
+          `the relay ${relay} accepted the connection but did not finish the TLS handshake ` +
+            `within ${step.seconds} s`,
+        ),
+    );
+    return tls;
+  } catch (err) {
+    try {
+      tls.close();
+    } catch {
+      // already closed
+    }
     throw err;
   }
 }
