@@ -70,6 +70,8 @@ export interface TunnelDevice {
 export interface Tunnel {
   link: SocketLink;
   device: TunnelDevice | null;
+  /** The relay's keepalive period (s), when it said: ping at least this often. */
+  keepalive?: number;
 }
 
 function parseDevice(m: Record<string, unknown>): TunnelDevice | null {
@@ -95,6 +97,7 @@ export async function openTunnel(
   // Acknowledges the relay's 101 now rather than after a delayed-ACK timeout (see frame.ts).
   link.send(encodePing(FrameType.PONG, new Uint8Array(8)));
   let info: TunnelDevice | null = null;
+  let keepalive: number | undefined;
   const answer = await new Promise<{ ok: true } | { ok: false; reason: string }>((resolve) => {
     let answered = false;
     link.onFrame = (raw) => {
@@ -102,6 +105,8 @@ export async function openTunnel(
       if (frame.type === FrameType.OPENED) {
         answered = true;
         info = frame.info ? parseDevice(frame.info) : null;
+        const k = frame.info?.keepalive;
+        if (typeof k === "number" && k >= 1 && k <= 3600) keepalive = k;
         link.onFrame = null; // hold the data that follows until the caller attaches
         link.onClose = null; // and a close, which would otherwise be consumed here and lost
         resolve({ ok: true });
@@ -120,12 +125,16 @@ export async function openTunnel(
     link.close();
     throw new OdError(`cannot open ${service} on "${device}": ${answer.reason}`);
   }
-  return { link, device: info };
+  return { link, device: info, keepalive };
 }
 
 /** Runs a pipe to completion; resolves when both directions have ended. */
 export async function runPipe(options: PipeOptions): Promise<void> {
-  const { link, device } = await openTunnel(options.target, options.device, options.service);
+  const { link, device, keepalive: relayPeriod } = await openTunnel(
+    options.target,
+    options.device,
+    options.service,
+  );
   await options.onDevice?.(device); // before any byte reaches ssh, which then checks the pins
   const stream = new StreamEnd({
     id: CLIENT_STREAM,
@@ -149,7 +158,7 @@ export async function runPipe(options: PipeOptions): Promise<void> {
   };
   const keepalive = new Keepalive(
     link,
-    (options.keepalive ?? DEFAULT_KEEPALIVE_S) * 1000,
+    Math.min(options.keepalive ?? DEFAULT_KEEPALIVE_S, relayPeriod ?? Infinity) * 1000,
     () => lastFrameAt,
     (silentMs) => {
       link.close(

@@ -26,6 +26,8 @@ const MAX_STREAMS = 1024; // the relay enforces the same; this guards against a 
 export class DeviceLink {
   readonly link: FrameLink;
   lastFrameAt = Date.now();
+  /** While set, new tunnels are refused with this reason (the daemon is stopping). */
+  refuseNew: string | null = null;
   /** Resolves with the relay's hello message. */
   readonly hello: Promise<Record<string, unknown>>;
   #services: Map<string, ServiceTarget>;
@@ -107,6 +109,11 @@ export class DeviceLink {
 
   #open(id: number, service: string, from: string, maxWindow?: number): void {
     if (this.#streams.has(id)) throw new Error(`the relay reused stream id ${id}`);
+    if (this.refuseNew) {
+      log.info("refused tunnel", { service, from, reason: "stopping" });
+      this.link.send(encodeReset(id, ResetCode.REFUSED, this.refuseNew));
+      return;
+    }
     const target = this.#services.get(service);
     if (!target) {
       const exposed = [...this.#services.keys()].join(", ") || "none";

@@ -153,7 +153,9 @@ export async function tunnel(
   }
   const session = ctx.hub.get(record.rowid);
   if (!session) {
-    const seen = record.lastSeen === null ? "never connected" : `last seen ${ago(record.lastSeen)}`;
+    // A device that just left may have its last sighting still waiting in the presence batch.
+    const lastSeen = ctx.presence.pendingSeen(record.rowid) ?? record.lastSeen;
+    const seen = lastSeen === null ? "never connected" : `last seen ${ago(lastSeen)}`;
     throw new HttpError(503, `device "${shown}" is offline (${seen})`);
   }
   if (
@@ -170,11 +172,13 @@ export async function tunnel(
   // Windows grow only where the client, the device and the relay all can.
   const growing = session.windows && req.headers.get(WINDOWS_HEADER) === "1";
   const maxWindow = growing ? MAX_WINDOW : STREAM_WINDOW;
+  // keepalive: the client pings at least this often, or the relay's sweep ends the tunnel.
   const opened = {
     id: view.id,
     account: view.account,
     hostKeys: view.hostKeys,
     ...(growing ? { maxWindow } : {}),
+    keepalive: ctx.keepaliveS,
   };
   const stream = new RelayStream(
     {

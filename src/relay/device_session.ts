@@ -94,7 +94,9 @@ export class DeviceSession implements DeviceSide {
     link.onClose = (code, reason) => {
       clearTimeout(this.#infoTimer);
       for (const stream of [...this.#streams.values()]) {
-        stream.reset(ResetCode.DEVICE_GONE, `device "${record.name}" disconnected`);
+        // The reason says whether the device went quiet (keepalive) or left on purpose.
+        const why = reason ? ` (${reason})` : "";
+        stream.reset(ResetCode.DEVICE_GONE, `device "${record.name}" disconnected${why}`);
       }
       this.#streams.clear();
       this.#hooks.onClose(this, code, reason);

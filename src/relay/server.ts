@@ -60,6 +60,8 @@ const WATCH_MS = 1_000; // how quickly revocations made by `od admin` take effec
 const PRUNE_MS = 3_600_000; // retention is in days; hourly pruning is plenty
 const DAY_MS = 86_400_000;
 const SWEEP_MS = 1_000; // one pass over all links finds the silent ones; no timer per link
+/** What clients and daemons are told when the relay stops (SIGTERM, SIGINT, systemctl). */
+const SHUTDOWN_REASON = "the relay is shutting down (restarting or stopped); reconnect shortly";
 
 /** Starts a relay; resolves when it is listening. */
 export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
@@ -125,8 +127,10 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
   options.signal?.addEventListener("abort", () => {
     stopMetrics.abort();
     ctx.admission.close();
+    // Clients first, with the reason: closing the devices would tell them "device disconnected".
+    hub.closeTunnels(() => true, SHUTDOWN_REASON, ResetCode.CANCELLED);
     for (const session of [...hub.sessions()]) {
-      session.link.close(CloseCode.GOING_AWAY, "the relay is shutting down");
+      session.link.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON);
     }
   }, { once: true });
 
