@@ -12,15 +12,26 @@
  *    `mesh-hello` with its own proof over `answerText(...)`, so A knows B holds the key too
  *    before it sends anything.
  * 2. Streams. Either relay opens streams on the link: the dialer with odd ids, the acceptor
- *    with even ones. OPEN carries `MeshOpen` (which device, for whom, which service); the
- *    relay holding the device opens a stream on the device's link and answers OPENED, or
- *    RESET with the device's or its own reason. Then DATA, CREDIT, BLOCKED, EOF and RESET
- *    pass unchanged but for the stream id, exactly as between a client and a device: flow
- *    control stays end to end, and each relay on the path holds at most a window per stream.
+ *    with even ones. OPEN carries `MeshOpen` (which device, for whom, which service, and
+ *    `maxWindow` if the client can grow windows); the relay holding the device opens a stream
+ *    on the device's link and answers OPENED, or RESET with the device's or its own reason.
+ *    OPENED carries `{maxWindow}` where the device can grow windows too (never more than was
+ *    offered); without it both relays keep the fixed STREAM_WINDOW and BLOCKED is not spoken.
+ *    Then DATA, CREDIT, BLOCKED, EOF and RESET pass unchanged but for the stream id, exactly
+ *    as between a client and a device: flow control stays end to end, and each relay on the
+ *    path holds at most a window per stream.
  * 3. Keepalive and close. PING/PONG on stream 0 as on every od link; when the link closes, the
  *    streams on it are reset on both relays.
  */
-import { encodeControl, FrameType, HEADER_SIZE, MAX_DATA, ProtocolError } from "./frame.ts";
+import {
+  encodeControl,
+  FrameType,
+  HEADER_SIZE,
+  MAX_DATA,
+  MAX_WINDOW,
+  ProtocolError,
+  STREAM_WINDOW,
+} from "./frame.ts";
 
 /** The relays' WebSocket endpoint. */
 export const MESH_PATH = "/v1/mesh";
@@ -107,6 +118,8 @@ export interface MeshOpen {
   key: string;
   /** The device's owner account id. */
   owner: number;
+  /** How far the client's windows may grow; absent: the fixed STREAM_WINDOW. */
+  maxWindow?: number;
 }
 
 const MAX_TEXT = 300; // refs, services, addresses and key ids are far shorter
@@ -153,7 +166,7 @@ export function decodeMeshOpen(frame: Uint8Array): MeshOpen {
     throw new ProtocolError("Malformed mesh OPEN: payload is not a JSON object");
   }
   const o = m as Record<string, unknown>;
-  return {
+  const open: MeshOpen = {
     device: id(o, "device"),
     ref: text(o, "ref"),
     service: text(o, "service"),
@@ -162,6 +175,19 @@ export function decodeMeshOpen(frame: Uint8Array): MeshOpen {
     key: text(o, "key"),
     owner: id(o, "owner"),
   };
+  const maxWindow = windowOf(o);
+  return maxWindow === undefined ? open : { ...open, maxWindow };
+}
+
+/**
+ * The growing window a mesh OPEN or OPENED payload names, if it names one in range; absent or
+ * out of range is the fixed window, as for a device's OPEN (frame.ts).
+ */
+export function windowOf(m: Record<string, unknown> | null): number | undefined {
+  const w = m?.maxWindow;
+  return typeof w === "number" && Number.isSafeInteger(w) && w > STREAM_WINDOW && w <= MAX_WINDOW
+    ? w
+    : undefined;
 }
 
 /** True if `stream` is an id the dialer (odd) or the acceptor (even) opens. */

@@ -8,8 +8,16 @@ import {
   openedBy,
   parseDial,
   parseMeshHello,
+  windowOf,
 } from "./mesh.ts";
-import { decodeFrame, FrameType, HEADER_SIZE, ProtocolError } from "./frame.ts";
+import {
+  decodeFrame,
+  FrameType,
+  HEADER_SIZE,
+  MAX_WINDOW,
+  ProtocolError,
+  STREAM_WINDOW,
+} from "./frame.ts";
 
 const OPEN: MeshOpen = {
   device: 42,
@@ -26,6 +34,17 @@ Deno.test("a mesh OPEN is an OPEN frame whose payload carries who and what", () 
   const decoded = decodeFrame(frame);
   assertEquals([decoded.type, decoded.stream], [FrameType.OPEN, 7]);
   assertEquals(decodeMeshOpen(frame), OPEN);
+});
+
+Deno.test("a mesh OPEN carries the client's growing window only when it is in range", () => {
+  const growing = { ...OPEN, maxWindow: MAX_WINDOW };
+  assertEquals(decodeMeshOpen(encodeMeshOpen(9, growing)), growing);
+  for (const maxWindow of [STREAM_WINDOW, MAX_WINDOW + 1, 2.5e6, -1]) {
+    assertEquals(decodeMeshOpen(encodeMeshOpen(9, { ...OPEN, maxWindow })), OPEN, `${maxWindow}`);
+  }
+  assertEquals(windowOf({ maxWindow: "16777216" }), undefined);
+  assertEquals(windowOf(null), undefined);
+  assertEquals(windowOf({ maxWindow: 4 * 1024 * 1024 }), 4 * 1024 * 1024);
 });
 
 Deno.test("decodeMeshOpen() rejects missing, mistyped and oversized fields and garbage", () => {

@@ -57,6 +57,8 @@ export async function streamEvents(
   const unsubscribe = follow ? ctx.events.subscribe({ ...query, push: (e) => push(e) }) : () => {};
   let stored: EventRecord[];
   try {
+    // Events batched for writing (presence) that happened before this request are part of it.
+    if (since !== undefined) await ctx.events.flush();
     stored = since === undefined ? [] : await ctx.store.events.query({ ...query, since });
   } catch (err) {
     unsubscribe();

@@ -8,6 +8,11 @@
  * on the link to the holding relay as its device side; there, `#serve` joins that stream (as a
  * client link) to a RelayStream on the device's own link. Both relays check the credit
  * arithmetic and pass credit on only for bytes written to the next socket.
+ *
+ * Growing windows cross the mesh unchanged: the client's relay offers the client's maxWindow in
+ * the mesh OPEN, the holding relay grows only if the device can too and says so in its OPENED,
+ * and the client's relay narrows its stream to that answer before the client's OPENED goes out.
+ * So both relays, the client and the device agree per stream, and BLOCKED passes end to end.
  */
 import {
   decodeFrame,
@@ -16,6 +21,7 @@ import {
   FrameType,
   MAX_FRAME_SIZE,
   ResetCode,
+  STREAM_WINDOW,
   SUBPROTOCOL,
 } from "../protocol/frame.ts";
 import {
@@ -27,6 +33,7 @@ import {
 } from "../protocol/mesh.ts";
 import { CloseCode, type FrameLink } from "../transport/link.ts";
 import { openWebSocket, UpgradeRefused } from "../transport/ws_client.ts";
+import { NO_PROXY_SETTING } from "../transport/proxy.ts";
 import { Upgrade } from "../transport/http_server.ts";
 import { DEAD_AFTER } from "../transport/keepalive.ts";
 import { log } from "../shared/log.ts";
@@ -34,7 +41,7 @@ import type { DeviceRecord } from "../store/types.ts";
 import { checkProtocol, HttpError, isUpgrade } from "./http.ts";
 import type { RelayContext } from "./context.ts";
 import type { RemoteLink } from "./whereabouts.ts";
-import { RelayStream } from "./tunnel.ts";
+import { type Budget, RelayStream } from "./tunnel.ts";
 import { MeshKey } from "./mesh_auth.ts";
 import { MeshLink } from "./mesh_link.ts";
 
@@ -44,6 +51,10 @@ export interface StreamTarget {
   readonly streamCount: number;
   /** Opens the relay has not had answered yet. */
   readonly pendingOpens: number;
+  /** Whether the device side may grow windows (a mesh peer settles it in its OPENED). */
+  readonly windows: boolean;
+  /** What the device side's streams may hold here beyond their initial windows, if bounded. */
+  readonly budget?: Budget;
   /** Opens the tunnel's stream; false if it cannot (at a limit, link closing). */
   open(tunnel: RelayStream): boolean;
 }
@@ -81,9 +92,11 @@ export class Mesh {
     if (!this.#key) throw new HttpError(503, `${where}, and this relay has no mesh to reach it`);
     if (!remote.meshUrl) throw new HttpError(503, `${where}, which has no mesh URL`);
     const link = await this.#linkTo(remote.relayId, remote.meshUrl, where);
+    // Limits and the per-device budget are the holding relay's; here the relay's own budget.
     return {
       streamCount: 0,
       pendingOpens: 0,
+      windows: true,
       open: (tunnel) => {
         const open: MeshOpen = {
           device: record.rowid,
@@ -93,6 +106,7 @@ export class Mesh {
           account: tunnel.info.accountId,
           key: tunnel.info.keyId,
           owner: tunnel.info.ownerId,
+          ...(tunnel.growing ? { maxWindow: tunnel.maxWindow } : {}),
         };
         return link.open(tunnel, open);
       },
@@ -219,6 +233,9 @@ export class Mesh {
         headers,
         timeoutMs: DIAL_TIMEOUT_MS,
         maxQueued: MESH_MAX_QUEUED,
+        // Peers are on the relays' own network: an HTTP(S)_PROXY meant for the relay's other
+        // traffic would only stand in between.
+        proxy: NO_PROXY_SETTING,
       });
     } catch (err) {
       const why = err instanceof UpgradeRefused ? refusal(err) : (err as Error).message;
@@ -258,15 +275,21 @@ export class Mesh {
     ) {
       return refuse(ResetCode.LIMIT, `device "${open.ref}" has too many open tunnels`);
     }
-    const stream = new RelayStream({
-      accountId: open.account,
-      keyId: open.key,
-      device: open.ref,
-      deviceName: session.record.name,
-      ownerId: open.owner,
-      service: open.service,
-      from: open.from,
-    }, {});
+    // Windows grow where the client (as its relay offered) and the device both can.
+    const maxWindow = session.windows && open.maxWindow ? open.maxWindow : STREAM_WINDOW;
+    const stream = new RelayStream(
+      {
+        accountId: open.account,
+        keyId: open.key,
+        device: open.ref,
+        deviceName: session.record.name,
+        ownerId: open.owner,
+        service: open.service,
+        from: open.from,
+      },
+      {},
+      { maxWindow, budgets: [session.budget, ctx.relayBudget] },
+    );
     const client = link.serve(id);
     ctx.hub.addTunnel(stream, open.device);
     stream.onEnd = (end) => {
@@ -284,7 +307,7 @@ export class Mesh {
     }
     const result = await stream.opened;
     if (!result.ok) return refuse(result.code, result.reason);
-    client.send(encodeOpened(1));
+    client.send(encodeOpened(1, stream.growing ? { maxWindow: stream.maxWindow } : undefined));
     stream.attachClient(client);
   }
 

@@ -5,7 +5,9 @@
  * as it would on a device's link. A stream the peer opens toward a device held here is served
  * by a RelayStream too, whose client link is a MeshStreamLink: one stream of this link dressed
  * as a client's link. So each relay on the path runs the same credit mediation (tunnel.ts) and
- * holds at most a window per stream, and flow control stays end to end.
+ * holds at most a window per stream, and flow control stays end to end. Frames toward the peer
+ * go through a LinkScheduler as on a device link (its PING probes are answered by the peer's
+ * MeshLink in order), so a keystroke on one stream does not wait behind another's transfer.
  *
  * Lifecycle: frames arrive until the link closes; then every stream on it is reset on this side
  * (and the peer does the same on its side).
@@ -21,8 +23,15 @@ import {
   ResetCode,
   setStream,
 } from "../protocol/frame.ts";
-import { decodeMeshOpen, encodeMeshOpen, type MeshOpen, openedBy } from "../protocol/mesh.ts";
+import {
+  decodeMeshOpen,
+  encodeMeshOpen,
+  type MeshOpen,
+  openedBy,
+  windowOf,
+} from "../protocol/mesh.ts";
 import { BaseLink, CloseCode, type FrameLink } from "../transport/link.ts";
+import { LinkScheduler } from "../transport/scheduler.ts";
 import type { DeviceSide, RelayStream } from "./tunnel.ts";
 
 /** What a mesh link tells the mesh. */
@@ -45,12 +54,14 @@ export class MeshLink implements DeviceSide {
   #outgoing = new Map<number, RelayStream>(); // streams opened here, to devices the peer holds
   #incoming = new Map<number, MeshStreamLink>(); // streams the peer opened, to devices held here
   #hooks: MeshLinkHooks;
+  #scheduler: LinkScheduler;
 
   constructor(link: FrameLink, peer: string, dialer: boolean, hooks: MeshLinkHooks) {
     this.link = link;
     this.peer = peer;
     this.dialer = dialer;
     this.#hooks = hooks;
+    this.#scheduler = new LinkScheduler(link);
     this.#next = dialer ? 1 : 2;
     link.onFrame = (raw) => this.#onFrame(raw);
     link.onClose = (code, reason) => this.#closed(code, reason);
@@ -72,13 +83,13 @@ export class MeshLink implements DeviceSide {
     this.#next += 2;
     this.#outgoing.set(id, tunnel);
     tunnel.attachDevice(this, id);
-    this.link.send(encodeMeshOpen(id, open));
+    this.#scheduler.urgent(encodeMeshOpen(id, open));
     return true;
   }
 
-  /** Sends a frame of a stream opened here (DeviceSide). */
+  /** Sends a frame of any stream on the link, scheduled; `onSent` once it reached the socket. */
   send(frame: Uint8Array, onSent?: () => void): void {
-    this.link.send(frame, onSent);
+    this.#scheduler.send(frame, onSent);
   }
 
   /** Forgets a finished stream opened here (DeviceSide). */
@@ -100,7 +111,15 @@ export class MeshLink implements DeviceSide {
 
   /** Sends a keepalive PING. */
   ping(): void {
-    this.link.send(encodePing(FrameType.PING, crypto.getRandomValues(new Uint8Array(8))));
+    this.#scheduler.urgent(
+      encodePing(FrameType.PING, crypto.getRandomValues(new Uint8Array(8))),
+    );
+  }
+
+  /** What the link's scheduler measured: bytes in flight, its cap, RTT (for tests, metrics). */
+  get linkState(): { inflight: number; cap: number; rttMs: number | null } {
+    const s = this.#scheduler;
+    return { inflight: s.inflight, cap: s.cap, rttMs: s.rttMs };
   }
 
   #onFrame(raw: Uint8Array): void {
@@ -112,14 +131,19 @@ export class MeshLink implements DeviceSide {
       const served = this.#incoming.get(head.stream);
       if (served) return served.fromPeer(raw);
       const opened = this.#outgoing.get(head.stream);
-      if (opened) opened.fromDevice(raw, decodeFrame(raw));
-      return;
+      if (!opened) return;
+      const frame = decodeFrame(raw);
+      // The holding relay says in OPENED how far this stream's windows may grow.
+      if (frame.type === FrameType.OPENED) opened.limitWindow(windowOf(frame.info));
+      return opened.fromDevice(raw, frame);
     }
     const frame = decodeFrame(raw); // a throw closes the link (FrameLink contract)
     switch (frame.type) {
       case FrameType.PING:
-        return this.link.send(encodePing(FrameType.PONG, frame.nonce));
+        return this.#scheduler.urgent(encodePing(FrameType.PONG, frame.nonce));
       case FrameType.PONG:
+        this.#scheduler.pong(frame.nonce);
+        return;
       case FrameType.CONTROL: // the hello was read before; newer relays may add messages
         return;
       case FrameType.OPEN: {
@@ -164,7 +188,7 @@ export class MeshStreamLink extends BaseLink implements FrameLink {
   send(frame: Uint8Array, onSent?: () => void): void {
     if (this.closed) return;
     setStream(frame, this.#id);
-    this.#mesh.link.send(frame, onSent);
+    this.#mesh.send(frame, onSent);
   }
 
   /** What the mesh link has queued (shared by all its streams). */

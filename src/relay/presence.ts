@@ -76,6 +76,11 @@ export class PresenceWriter {
     this.#schedule(FLUSH_MS);
   }
 
+  /** When a note not yet written says the device was last seen, if there is one. */
+  pendingSeen(rowid: number): number | undefined {
+    return this.#seen.get(rowid)?.at;
+  }
+
   /** Number of notes not yet written. */
   get pending(): number {
     return this.#seen.size + this.#infos.size + this.#claims.size + this.#releases.size;

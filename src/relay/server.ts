@@ -10,6 +10,7 @@ import { HEARTBEAT_MS, InvalidValue, type Store, StoreUnavailable } from "../sto
 import { CloseCode } from "../transport/link.ts";
 import { ResetCode } from "../protocol/frame.ts";
 import { DEAD_AFTER } from "../transport/keepalive.ts";
+import { Budget } from "./tunnel.ts";
 import { log } from "../shared/log.ts";
 import { errorResponse, HttpError, json } from "./http.ts";
 import { serveHttp, type Upgrade } from "../transport/http_server.ts";
@@ -29,6 +30,7 @@ import { watchStore } from "./watch.ts";
 import { liveRelays } from "./whereabouts.ts";
 import { OdError } from "../shared/errors.ts";
 import { Mesh } from "./mesh.ts";
+import { MeshStreamLink } from "./mesh_link.ts";
 
 /** Options for runRelay. */
 export interface RelayOptions {
@@ -79,6 +81,8 @@ const SEEN_FLUSH_MS = 60_000; // how stale on:lastSeen may get in the store afte
 const PRUNE_MS = 3_600_000; // retention is in days; hourly pruning is plenty
 const DAY_MS = 86_400_000;
 const SWEEP_MS = 1_000; // one pass over all links finds the silent ones; no timer per link
+/** What clients and daemons are told when the relay stops (SIGTERM, SIGINT, systemctl). */
+const SHUTDOWN_REASON = "the relay is shutting down (restarting or stopped); reconnect shortly";
 
 /** Starts a relay; resolves when it is listening. */
 export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
@@ -105,6 +109,9 @@ async function serveWith(
   const auth = new Authenticator(store, new FailureLimiter());
   const limits: RelayLimits = {
     maxStreams: options.maxStreamsPerDevice ?? 1024,
+    // Growing windows are what these bound: a long fat path needs a few MiB per stream, and
+    // 50 bulk streams to one device must not hold a gigabyte in the relay.
+    linkBudget: 32 * 1024 * 1024,
     maxPendingOpens: 64, // opens a device has not answered; more means it is stuck or attacked
     maxTunnelsPerKey: 512, // an Ansible run with many forks stays far below
   };
@@ -118,6 +125,7 @@ async function serveWith(
     events: new EventBus(store),
     audit: new AuditWriter(store),
     keepaliveS: options.keepalive ?? 15,
+    relayBudget: new Budget(256 * 1024 * 1024),
     admission: new Admission(options.admission),
     relayId,
     meshUrl,
@@ -181,9 +189,12 @@ async function serveWith(
   stop.signal.addEventListener("abort", () => {
     stopMetrics.abort();
     ctx.admission.close();
+    // Clients first, with the reason: closing the devices would tell them "device disconnected".
+    // That includes tunnels peer relays forward here, whose clients learn it through the peer.
+    hub.closeTunnels(() => true, SHUTDOWN_REASON, ResetCode.CANCELLED);
     ctx.mesh.close();
     for (const session of [...hub.sessions()]) {
-      session.link.close(CloseCode.GOING_AWAY, "the relay is shutting down");
+      session.link.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON);
     }
   }, { once: true });
 
@@ -236,6 +247,9 @@ function sweepSilent(ctx: RelayContext): void {
     if (s.lastFrameAt < limit) s.link.close(CloseCode.TIMEOUT, `no keepalive for ${bound} s`);
   }
   for (const t of [...ctx.hub.tunnels()]) {
+    // A tunnel a peer relay forwards here has its client's keepalive checked by that relay;
+    // here the mesh link's own keepalive (Mesh.sweep) covers it.
+    if (t.client instanceof MeshStreamLink) continue;
     if (t.client && t.lastFrameAt < limit) {
       t.reset(ResetCode.TIMEOUT, `the client sent nothing for ${bound} s`);
     }

@@ -120,7 +120,8 @@ class Direction {
   creditOut = 0; // credit passed on to the sender
   eof = false;
 
-  constructor(readonly cap: number, readonly budgets: Budget[]) {}
+  // The cap only narrows, and only before OPENED (RelayStream.limitWindow).
+  constructor(public cap: number, readonly budgets: Budget[]) {}
 
   /** Bytes the sender may still send. */
   get allowance(): number {
@@ -228,6 +229,25 @@ export class RelayStream {
   /** True where both ends may grow their windows: BLOCKED passes between them. */
   get growing(): boolean {
     return this.#up.cap > STREAM_WINDOW;
+  }
+
+  /** The largest window either end may grow to. */
+  get maxWindow(): number {
+    return this.#up.cap;
+  }
+
+  /**
+   * Narrows the window to what the device side answered (a peer relay of the mesh says in its
+   * OPENED how far the device can grow): never more than was offered, and the fixed window with
+   * no BLOCKED where it names none. Only before OPENED, so no byte has moved yet, and the
+   * client's OPENED says the same.
+   */
+  limitWindow(maxWindow: number | undefined): void {
+    if (this.#isOpen) return;
+    const cap = Math.min(this.#up.cap, maxWindow ?? STREAM_WINDOW);
+    this.#up.cap = this.#down.cap = cap;
+    const { maxWindow: _, ...rest } = this.#openedInfo;
+    this.#openedInfo = cap > STREAM_WINDOW ? { ...rest, maxWindow: cap } : rest;
   }
 
   /** Called by the device session once OPEN has been sent with stream id `stream`. */
