@@ -7,7 +7,7 @@
 import { ok } from "node:assert/strict";
 import { od } from "./_harness.ts";
 import { type Relay, relaySocket } from "./_fleet.ts";
-import { decodeFrame, encodeControl, FrameType } from "../src/protocol/frame.ts";
+import { decodeFrame, encodeControl, type Frame, FrameType } from "../src/protocol/frame.ts";
 
 /** An API answer: status and parsed JSON body (null if none or not JSON). */
 export interface Answer {
@@ -87,6 +87,8 @@ export async function propsOnRelay(
 export class RogueDevice {
   readonly ws: WebSocket;
   readonly received: Record<string, unknown>[] = [];
+  /** Every other frame the relay sent (OPEN, DATA, …), in order. */
+  readonly frames: Frame[] = [];
   readonly closed: Promise<{ code: number; reason: string }>;
   #waiters: (() => void)[] = [];
 
@@ -95,6 +97,7 @@ export class RogueDevice {
     ws.onmessage = (e) => {
       const frame = decodeFrame(new Uint8Array(e.data as ArrayBuffer));
       if (frame.type === FrameType.CONTROL) this.received.push(frame.message);
+      else this.frames.push(frame);
       this.#waiters.splice(0).forEach((w) => w());
     };
     this.closed = new Promise((resolve) => {
@@ -112,6 +115,29 @@ export class RogueDevice {
     const device = new RogueDevice(s.ws);
     device.send({ t: "info", version: "test", services: [], hostKeys: [] });
     return device;
+  }
+
+  /** Waits for a frame other than CONTROL of type `type` (received before or after the call). */
+  async frame(type: number, timeoutMs = 10_000): Promise<Frame> {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      const i = this.frames.findIndex((f) => f.type === type);
+      if (i >= 0) return this.frames.splice(i, 1)[0];
+      if (this.ws.readyState === WebSocket.CLOSED) throw new Error("the device link closed");
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`timed out waiting for a frame of type ${type}`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((r) => {
+        this.#waiters.push(r);
+        timer = setTimeout(r, left);
+      });
+      clearTimeout(timer);
+    }
+  }
+
+  /** Sends one frame as given. */
+  sendFrame(frame: Uint8Array): void {
+    this.ws.send(frame);
   }
 
   /** Sends one CONTROL message (as given, valid or not). */

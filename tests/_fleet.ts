@@ -324,12 +324,13 @@ export async function relaySocket(
   relay: Relay,
   secret: string,
   path: string,
+  headers: Record<string, string> = {},
 ): Promise<
   { ws: WebSocket; status: 101; answered: Promise<void> } | { ws: null; status: number }
 > {
   const ws = new WebSocket(`${relay.url.replace(/^http/, "ws")}${path}`, {
     protocols: [SUBPROTOCOL],
-    headers: { authorization: `Bearer ${secret}` },
+    headers: { authorization: `Bearer ${secret}`, ...headers },
   } as unknown as string[]);
   ws.binaryType = "arraybuffer";
   const answered = new Promise<void>((resolve) => {

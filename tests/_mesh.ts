@@ -6,6 +6,13 @@
 import { eventually, od, Proc } from "./_harness.ts";
 import { makeTestCa, type Relay, type TestCa } from "./_fleet.ts";
 import { type Postgres, startPostgres } from "./_postgres.ts";
+import {
+  decodeFrame,
+  type Frame,
+  FrameType,
+  SUBPROTOCOL,
+  WINDOWS_HEADER,
+} from "../src/protocol/frame.ts";
 
 const DEPLOY = new URL("../deploy/", import.meta.url).pathname;
 
@@ -223,4 +230,75 @@ export async function onlineVia(relay: Relay, key: string, device: string): Prom
     const body = await res.json();
     return res.status === 200 && body.state === "online";
   }, 10_000);
+}
+
+/** A tunnel opened by hand (a WebSocket the test drives): OPENED's info, then frame by frame. */
+export interface RawTunnel extends AsyncDisposable {
+  /** The device info OPENED carried (maxWindow, keepalive, …). */
+  info: Record<string, unknown>;
+  /** Sends one frame as given. */
+  send(frame: Uint8Array): void;
+  /** Waits for the next frame of `type` from the relay (earlier ones of other types are kept). */
+  next(type: number, timeoutMs?: number): Promise<Frame>;
+}
+
+/**
+ * Opens /v1/tunnel to `device`'s `service` through `relay` with `key`, saying it can grow
+ * windows (x-od-windows) if `windows`; rejects unless the relay answers with OPENED.
+ */
+export async function rawTunnel(
+  relay: Relay,
+  key: string,
+  device: string,
+  service: string,
+  windows: boolean,
+): Promise<RawTunnel> {
+  const path = `/v1/tunnel?device=${device}&service=${service}`;
+  const ws = new WebSocket(`${relay.url.replace(/^http/, "ws")}${path}`, {
+    protocols: [SUBPROTOCOL],
+    headers: { authorization: `Bearer ${key}`, ...(windows ? { [WINDOWS_HEADER]: "1" } : {}) },
+  } as unknown as string[]);
+  ws.binaryType = "arraybuffer";
+  const frames: Frame[] = [];
+  let wake = () => {};
+  ws.onmessage = (e) => {
+    frames.push(decodeFrame(new Uint8Array(e.data as ArrayBuffer)));
+    wake();
+  };
+  ws.onclose = () => wake();
+  const next = async (type: number, timeoutMs = 10_000): Promise<Frame> => {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      const i = frames.findIndex((f) => f.type === type);
+      if (i >= 0) return frames.splice(i, 1)[0];
+      if (ws.readyState === WebSocket.CLOSED) throw new Error(`the tunnel closed; got ${frames}`);
+      const left = deadline - Date.now();
+      if (left <= 0) throw new Error(`no frame of type ${type} within ${timeoutMs} ms`);
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await new Promise<void>((r) => {
+        wake = r;
+        timer = setTimeout(r, left);
+      });
+      clearTimeout(timer);
+    }
+  };
+  const close = async () => {
+    if (ws.readyState === WebSocket.CLOSED) return;
+    const closed = new Promise((r) => ws.addEventListener("close", r));
+    ws.close();
+    await closed;
+  };
+  try {
+    const opened = await next(FrameType.OPENED);
+    if (opened.type !== FrameType.OPENED) throw new Error("unreachable");
+    return {
+      info: opened.info ?? {},
+      send: (frame) => ws.send(frame),
+      next,
+      [Symbol.asyncDispose]: close,
+    };
+  } catch (err) {
+    await close();
+    throw err;
+  }
 }

@@ -2,13 +2,21 @@
  * Several relays on one PostgreSQL, HAProxy (deploy/haproxy-mesh.cfg) in front, devices spread
  * over the relays by HAProxy: any relay reaches any device through the mesh, the listing shows
  * the whole fleet from every relay, a key revoked on one relay closes a tunnel that crosses two
- * others, a property set through one relay reaches a device held by another, and only relays
- * holding the mesh key may join the mesh.
+ * others, a property set through one relay reaches a device held by another, growing windows
+ * are agreed per stream across two relays (and refused where the device cannot grow them), and
+ * only relays holding the mesh key may join the mesh.
  */
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
 import { eventually, od, Proc, randomBytes, rss, tempDir } from "./_harness.ts";
-import { clientEnv, echoServer, type Relay, sourceServer, startDaemon } from "./_fleet.ts";
-import { call, propsOnDevice } from "./_api.ts";
+import {
+  clientEnv,
+  echoServer,
+  enrollByApi,
+  type Relay,
+  sourceServer,
+  startDaemon,
+} from "./_fleet.ts";
+import { call, propsOnDevice, RogueDevice } from "./_api.ts";
 import { havePostgres, SKIP_SENTENCE } from "./_postgres.ts";
 import {
   heldByRelay,
@@ -16,9 +24,18 @@ import {
   type MeshRelay,
   meshStack,
   onlineVia,
+  rawTunnel,
   startMeshProxy,
 } from "./_mesh.ts";
-import { SUBPROTOCOL } from "../src/protocol/frame.ts";
+import {
+  CLIENT_STREAM,
+  encodeBlocked,
+  encodeData,
+  encodeOpened,
+  FrameType,
+  MAX_WINDOW,
+  SUBPROTOCOL,
+} from "../src/protocol/frame.ts";
 import { MESH_PATH } from "../src/protocol/mesh.ts";
 
 const skip = !havePostgres();
@@ -228,6 +245,49 @@ Deno.test({
     });
     await onlineVia(b, acme.clientKey, "edge-1");
     try {
+      await t.step(
+        "growing windows are agreed across relays B → C; BLOCKED goes through, CREDIT comes back",
+        async () => {
+          await using grown = await rawTunnel(b, acme.clientKey, "edge-1", "echo", true);
+          assertEquals(grown.info.maxWindow, MAX_WINDOW);
+          // The daemon's window starts at 256 KiB and doubles on each BLOCKED while it keeps up;
+          // at 2 MiB it grants 1 MiB beyond the first window, back through C and B.
+          for (let i = 0; i < 3; i++) grown.send(encodeBlocked(CLIENT_STREAM));
+          const credit = await grown.next(FrameType.CREDIT, 5000);
+          assertEquals(credit.type === FrameType.CREDIT && credit.bytes, MIB);
+          grown.send(encodeData(CLIENT_STREAM, new TextEncoder().encode("grown")));
+          const echoed = await grown.next(FrameType.DATA, 5000);
+          assertEquals(
+            echoed.type === FrameType.DATA && new TextDecoder().decode(echoed.data),
+            "grown",
+          );
+        },
+      );
+
+      await t.step(
+        "a device that cannot grow windows keeps the fixed window across relays B → C",
+        async () => {
+          // A device link without x-od-windows, as older daemons open it.
+          const credential = await enrollByApi(c, acme.deviceKey, "old-1");
+          const old = await RogueDevice.connect(c, credential);
+          try {
+            await onlineVia(b, acme.clientKey, "old-1");
+            const opening = rawTunnel(b, acme.clientKey, "old-1", "echo", true);
+            const open = await old.frame(FrameType.OPEN);
+            ok(open.type === FrameType.OPEN && open.maxWindow === undefined, JSON.stringify(open));
+            old.sendFrame(encodeOpened(open.stream));
+            await using narrowed = await opening;
+            assertEquals(narrowed.info.maxWindow, undefined);
+            // Relay B now treats BLOCKED from this client as the violation it is.
+            narrowed.send(encodeBlocked(CLIENT_STREAM));
+            const reset = await narrowed.next(FrameType.RESET, 5000);
+            match(reset.type === FrameType.RESET ? reset.reason : "", /BLOCKED was not negotiated/);
+          } finally {
+            await old.close();
+          }
+        },
+      );
+
       await t.step(
         "a key revoked on relay A closes its tunnel via relays B → C within 5 s",
         async () => {
