@@ -11,6 +11,9 @@
  * way (under strace, qemu or in a network namespace), keep meaning what they say.
  */
 
+import { openStore } from "../src/store/open.ts";
+import type { Store } from "../src/store/types.ts";
+
 /** True when the tests' relays run on PostgreSQL. */
 export const PG_TEST = Deno.env.get("OD_TEST_STORE") === "postgres";
 
@@ -137,4 +140,16 @@ export async function storeIntegrity(dataDir: string): Promise<string> {
   } finally {
     db.close();
   }
+}
+
+/**
+ * Opens, in the test process itself, the store a data directory stands for (creating its
+ * database the first time), so a test can fill it before a relay starts on it.
+ */
+export async function openTestStore(dataDir: string): Promise<Store> {
+  const url = await storeFor(dataDir);
+  if (url === null) return await openStore({ dataDir });
+  const withPassword = new URL(url);
+  withPassword.password = server().password;
+  return await openStore(withPassword.href);
 }

@@ -2,12 +2,13 @@
  * A relay killed with -9 under a fleet: 200 simulated devices (scripts/bench/fleet_load.ts, od's
  * own WebSocket client with the daemon's retry schedule) and two real daemons. Restarted on the
  * same port and data, every device is online again within 60 s; the spread of reconnect times
- * is printed from the relay's own log; the store passes SQLite's integrity check.
+ * is printed from the relay's own log; the store passes its integrity check (SQLite's, or on
+ * PostgreSQL a full read of every table).
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { DatabaseSync } from "node:sqlite";
 import { type Proc, tempDir } from "./_harness.ts";
 import { echoServer, startDaemon } from "./_fleet.ts";
+import { openTestStore, storeIntegrity } from "./_test_store.ts";
 import {
   metric,
   prepareStore,
@@ -22,7 +23,7 @@ const BOUND_S = 60;
 
 Deno.test("relay kill -9 with 200 simulated devices and 2 daemons: all back within 60 s, store intact", async () => {
   await using dir = await tempDir();
-  const fleet = await prepareStore(dir, SIMULATED);
+  const fleet = await prepareStore(dir, SIMULATED, openTestStore);
   let relay = await startMeteredRelay(fleet.dataDir);
   const port = relay.port;
   await using echo = echoServer();
@@ -71,11 +72,5 @@ Deno.test("relay kill -9 with 200 simulated devices and 2 daemons: all back with
     for (const d of daemons) await d.stop();
     await relay.proc.stop();
   }
-  const db = new DatabaseSync(`${fleet.dataDir}/od.db`, { readOnly: true });
-  try {
-    const rows = db.prepare("PRAGMA integrity_check").all() as { integrity_check: string }[];
-    assertEquals(rows.map((r) => r.integrity_check), ["ok"]);
-  } finally {
-    db.close();
-  }
+  assertEquals(await storeIntegrity(fleet.dataDir), "ok");
 });

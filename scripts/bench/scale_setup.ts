@@ -6,7 +6,7 @@
 import { openStore } from "../../src/store/open.ts";
 import { hashSecret } from "../../src/store/hash.ts";
 import { generateCredential } from "../../src/protocol/keys.ts";
-import type { NewAccount } from "../../src/store/types.ts";
+import type { NewAccount, Store } from "../../src/store/types.ts";
 import type { Relay, TestCa } from "../../tests/_fleet.ts";
 import { startRelay } from "../../tests/_fleet.ts";
 import type { Proc } from "../../tests/_harness.ts";
@@ -28,11 +28,16 @@ export interface FleetStore {
 
 /**
  * Enrols `count` devices (`load-00000`…) in a new store in `dir`, each with `site=sK` so that
- * SITE_MATCHES devices share a site, and writes their credentials to a file.
+ * SITE_MATCHES devices share a site, and writes their credentials to a file. `open` opens the
+ * store `dir/data` stands for (its SQLite file unless given).
  */
-export async function prepareStore(dir: string, count: number): Promise<FleetStore> {
+export async function prepareStore(
+  dir: string,
+  count: number,
+  open: (dataDir: string) => Promise<Store> = (dataDir) => openStore({ dataDir }),
+): Promise<FleetStore> {
   const dataDir = `${dir}/data`;
-  await using store = await openStore({ dataDir });
+  await using store = await open(dataDir);
   const keys = await store.accounts.create("bench");
   const accountId = (await store.accounts.find("bench"))!;
   const creds: string[] = [];
