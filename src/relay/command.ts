@@ -6,10 +6,11 @@ import { Store } from "../store/store.ts";
 import { StoreError } from "../store/db.ts";
 import { VERSION } from "../version.ts";
 import { displayCommand } from "../cli/self.ts";
-import { runRelay } from "./server.ts";
+import { DEFAULT_DRAIN_S, runRelay } from "./server.ts";
 
 const USAGE = `Usage: od serve [--listen HOST:PORT] [--data DIR] [--tls-cert FILE --tls-key FILE]
                 [--public-url URL] [--init] [--metrics HOST:PORT] [--admit-rate N]
+                [--drain SECONDS]
        od serve install [serve options] [--print]     (a systemd unit; see its --help)
        od serve uninstall [--purge]
 
@@ -33,6 +34,8 @@ Options:
                        (off by default; e.g. 127.0.0.1:9464)
   --admit-rate N       new device links admitted per second; the rest are told to retry
                        later, spread out (default 500: 10,000 devices back in about 20 s)
+  --drain SECONDS      when stopping, ask each daemon to reconnect at its own random moment
+                       within this window (default 5; 0 = at once; for 10,000 devices, 20)
 `;
 
 /** Parses HOST:PORT, [V6]:PORT or :PORT. */
@@ -65,6 +68,7 @@ export const SERVE_OPTIONS: OptionSpec = {
   keepalive: { type: "string" },
   metrics: { type: "string" },
   "admit-rate": { type: "string" },
+  drain: { type: "string" },
 };
 
 /** Entry point of `od serve`. */
@@ -96,6 +100,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   if (!(Number.isInteger(admitRate) && admitRate >= 1 && admitRate <= 100_000)) {
     throw new UsageError("--admit-rate must be a whole number from 1 to 100000");
   }
+  const drainS = Number(str(values, "drain") ?? DEFAULT_DRAIN_S);
+  if (!(drainS >= 0 && drainS <= 3600)) throw new UsageError("--drain must be 0 to 3600 seconds");
   const certFile = str(values, "tls-cert");
   const keyFile = str(values, "tls-key");
   if (!!certFile !== !!keyFile) throw new UsageError("--tls-cert and --tls-key go together");
@@ -126,6 +132,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       keepalive,
       metrics,
       admission: { perSecond: admitRate },
+      drainS,
     });
   } catch (err) {
     if (err instanceof StoreError) throw new OdError(err.message);
