@@ -12,8 +12,10 @@
  * Every link then behaves like a daemon: it pings every KEEPALIVE_MS (one timer for all links,
  * a slice of them per tick), answers the relay's pings, drops a link that stays silent for three
  * intervals, and reconnects a closed link with jittered exponential backoff, waiting as long as
- * a Retry-After says (plus up to a second). A line `stats` on stdin prints
- * `{"online":N,"connects":C,"refused":R}`.
+ * a Retry-After says (plus up to a second), or as long as a stopping relay's drain message
+ * asks. A line `stats` on stdin prints `{"online":N,"connects":C,"refused":R,"maxOfflineMs":M}`
+ * (M: the longest a device was without a link, from losing it to having the next one, since
+ * the last `reset` line).
  *
  * Each device sends `X-Forwarded-For` with an address of its own from 198.18.0.0/15 (the
  * benchmarking range), so a relay trusting 127.0.0.1 as its proxy throttles and audits them as
@@ -34,10 +36,12 @@ interface Device {
   target: RelayTarget;
   link: SocketLink | null;
   lastFrameAt: number;
+  /** The wait a stopping relay asked for, until the next link. */
+  drainMs: number | null;
 }
 
 const info = encodeControl({ t: "info", version: "bench", services: ["ssh"], hostname: "load" });
-const stats = { online: 0, connects: 0, refused: 0 };
+const stats = { online: 0, connects: 0, refused: 0, maxOfflineMs: 0 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A synthetic address of the benchmarking range for device `i`. */
@@ -60,7 +64,11 @@ async function connect(d: Device, od: boolean): Promise<{ closed: Promise<void> 
     d.lastFrameAt = Date.now();
     const frame = decodeFrame(raw);
     if (frame.type === FrameType.PING) link.send(encodePing(FrameType.PONG, frame.nonce));
-    else if (frame.type === FrameType.CONTROL) hello();
+    else if (frame.type === FrameType.CONTROL) {
+      const m = frame.message;
+      if (m.t === "drain" && typeof m.retryInMs === "number") d.drainMs = m.retryInMs;
+      else hello();
+    }
   };
   d.link = link;
   d.lastFrameAt = Date.now();
@@ -76,21 +84,26 @@ async function connect(d: Device, od: boolean): Promise<{ closed: Promise<void> 
 async function keep(d: Device, od: boolean, first: () => void): Promise<void> {
   let attempt = 0;
   let firstDone = false;
+  let lostAt: number | null = null;
   while (true) {
     let wait: number;
     const started = Date.now();
     try {
+      d.drainMs = null;
       const { closed } = await connect(d, od);
       stats.online++;
       stats.connects++;
+      if (lostAt !== null) stats.maxOfflineMs = Math.max(stats.maxOfflineMs, Date.now() - lostAt);
       if (!firstDone) {
         firstDone = true;
         first();
       }
       await closed;
+      lostAt = Date.now();
       stats.online--;
       attempt = Date.now() - started > STABLE_MS ? 0 : attempt + 1;
-      wait = retryDelay(attempt, false, null);
+      wait = d.drainMs ?? retryDelay(attempt, false, null);
+      if (d.drainMs !== null) attempt = 0;
     } catch (err) {
       if (Deno.env.get("OD_LOAD_DEBUG")) console.error(err);
       attempt++;
@@ -146,6 +159,7 @@ async function main(mode: string, url: string, credsFile: string, from: number, 
     target: { url, secret, ca, headers: { "x-forwarded-for": addressOf(from + k) } },
     link: null,
     lastFrameAt: 0,
+    drainMs: null,
   }));
   console.log(JSON.stringify({ loaded: devices.length }));
   let go: () => void = () => {};
@@ -153,6 +167,7 @@ async function main(mode: string, url: string, credsFile: string, from: number, 
   readLines((line) => {
     if (line === "go") go();
     else if (line === "stats") console.log(JSON.stringify(stats));
+    else if (line === "reset") stats.maxOfflineMs = 0;
   }).catch(() => {});
   await started;
   const t0 = performance.now();

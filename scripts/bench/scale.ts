@@ -14,7 +14,10 @@
  *
  * The fleet is enrolled in the store ahead of time and held by load processes (fleet_load.ts)
  * that behave like daemons; the relay trusts 127.0.0.1 as a proxy so each device is throttled as
- * its own address. Graceful restart (`--drain`) is not measured yet.
+ * its own address.
+ * - a graceful restart: SIGTERM to the relay started with `--drain 30` and an immediate restart:
+ *   the longest any device was without a link (target: drain + the daemon's 5 s backoff), and
+ *   when all were back.
  */
 import { tempDir } from "../../tests/_harness.ts";
 import { clientEnv, echoServer, startDaemon, type TestCa } from "../../tests/_fleet.ts";
@@ -42,7 +45,7 @@ import {
   until,
 } from "./scale_setup.ts";
 import { type Transport } from "./fleet.ts";
-import { listWallMs, storm } from "./storm.ts";
+import { drainRestart, listWallMs, storm } from "./storm.ts";
 
 const OPENS = 200; // sequential tunnel opens for each latency percentile
 const IDLE_S = 60; // the idle CPU window
@@ -55,6 +58,9 @@ const OPEN_RATIO_GOAL = 1.5;
 const STORM_99_GOAL_S = 60;
 const STORM_OPEN_GOAL_MS = 1_000;
 const WARMUP = 10;
+const DRAIN_S = 30; // the graceful restart's --drain
+/** The daemon's longest wait after a silent failure (retry.ts): the "backoff" of the target. */
+const DRAIN_BACKOFF_S = 5;
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** Generous time for N links to come up: the relay admits 500 a second by default. */
@@ -172,9 +178,25 @@ async function mainFleet(dir: string, size: number, ticks: number) {
     const listFilter = await listWallMs(["list", "site=s7"], env, SITE_MATCHES);
     progress(`storm: kill -9 of the relay holding ${size + 1} devices`);
     const steadyKiB = rssKiB(relay.proc.pid);
-    const s = await storm(relay, fleet.dataDir, size + 1, target);
+    const drainArgs = ["--drain", String(DRAIN_S)];
+    const s = await storm(relay, fleet.dataDir, size + 1, target, drainArgs);
     relay = s.relay;
-    return { held, cpuPct, one, many, listJson, listFilter, lists, storm: s, steadyKiB, fleet };
+    progress(`graceful restart: SIGTERM to the relay with --drain ${DRAIN_S}`);
+    const drain = await drainRestart(relay, fleet.dataDir, size + 1, load, DRAIN_S);
+    relay = drain.relay;
+    return {
+      held,
+      cpuPct,
+      one,
+      many,
+      listJson,
+      listFilter,
+      lists,
+      storm: s,
+      drain,
+      steadyKiB,
+      fleet,
+    };
   } finally {
     await relay[Symbol.asyncDispose]();
   }
@@ -324,6 +346,28 @@ export async function fleetFigures(ca: TestCa, ticks: number, sizes: number[]): 
         target: `<= ${STORM_OPEN_GOAL_MS} ms`,
         meets: (v) => v <= STORM_OPEN_GOAL_MS,
       },
+    ),
+  );
+  emit(
+    figure(
+      `drain_${DRAIN_S}s_longest_offline_s_${main}`,
+      m.drain.maxOfflineS,
+      "s",
+      "drain_window_s",
+      DRAIN_S,
+      {
+        target: `<= ${DRAIN_S + DRAIN_BACKOFF_S} s (drain + backoff)`,
+        meets: (v) => v <= DRAIN_S + DRAIN_BACKOFF_S,
+      },
+    ),
+  );
+  emit(
+    figure(
+      `drain_${DRAIN_S}s_all_back_s_${main}`,
+      m.drain.allBackS,
+      "s",
+      "drain_window_s",
+      DRAIN_S,
     ),
   );
   progress(

@@ -69,11 +69,17 @@ export interface MeteredRelay extends Relay {
 /** Starts `od serve` with --metrics and 127.0.0.1 as trusted proxy (the load's X-Forwarded-For). */
 export async function startMeteredRelay(
   dataDir: string,
-  options: { tls?: TestCa; port?: number } = {},
+  options: { tls?: TestCa; port?: number; extraArgs?: string[] } = {},
 ): Promise<MeteredRelay> {
   const relay = await startRelay(dataDir, {
     ...options,
-    extraArgs: ["--trusted-proxy", "127.0.0.1", "--metrics", "127.0.0.1:0"],
+    extraArgs: [
+      "--trusted-proxy",
+      "127.0.0.1",
+      "--metrics",
+      "127.0.0.1:0",
+      ...(options.extraArgs ?? []),
+    ],
   });
   const m = await relay.proc.waitFor(/metrics listening url=(\S+)/);
   return Object.assign(relay, { metricsUrl: m[1] });
@@ -92,6 +98,17 @@ export interface Load extends AsyncDisposable {
   procs: Proc[];
   /** Starts every link; resolves with the slowest process's time until all were up. */
   go(timeoutMs: number): Promise<number>;
+  /** Each process's counters (see fleet_load.ts); `reset` first zeroes the longest outage. */
+  stats(reset?: boolean): Promise<LoadStats[]>;
+}
+
+/** A load process's counters. */
+export interface LoadStats {
+  online: number;
+  connects: number;
+  refused: number;
+  /** Longest time a device was without a link since the last reset. */
+  maxOfflineMs: number;
 }
 
 /** Starts load processes for `count` links of `mode` to `url`; resolves once they have loaded. */
@@ -128,6 +145,10 @@ export async function startLoad(
         reports.map((r) => r.next<{ ready: number; ms: number }>(timeoutMs)),
       );
       return Math.max(...ready.map((r) => r.ms));
+    },
+    async stats(reset = false) {
+      for (const p of procs) await tell(p, reset ? "reset\nstats" : "stats");
+      return await Promise.all(reports.map((r) => r.next<LoadStats>(10_000)));
     },
     [Symbol.asyncDispose]: stop,
   };

@@ -8,7 +8,7 @@ import { od } from "../../tests/_harness.ts";
 import { openTunnel } from "../../src/client/pipe.ts";
 import { RelayError, type RelayTarget } from "../../src/transport/dial.ts";
 import { percentile } from "./util.ts";
-import { type MeteredRelay, metric, startMeteredRelay } from "./scale_setup.ts";
+import { type Load, type MeteredRelay, metric, startMeteredRelay } from "./scale_setup.ts";
 
 const POLL_MS = 100; // how often the storm's progress is read
 const STORM_TIMEOUT_MS = 300_000; // a storm not over in five minutes is a failure
@@ -44,12 +44,13 @@ export async function storm(
   dataDir: string,
   expected: number,
   target: RelayTarget,
+  extraArgs: string[] = [],
 ): Promise<Storm> {
   const t0 = performance.now();
   const since = () => (performance.now() - t0) / 1000;
   relay.proc.signal("SIGKILL");
   await relay.proc.output();
-  const next = await startMeteredRelay(dataDir, { port: relay.port });
+  const next = await startMeteredRelay(dataDir, { port: relay.port, extraArgs });
   const restartS = since();
   const online: Partial<Record<50 | 99 | 100, number>> = {};
   const opens: number[] = [];
@@ -101,6 +102,46 @@ export async function storm(
     failures,
     firstOpenS,
   };
+}
+
+/** What a graceful restart showed. */
+export interface DrainRestart {
+  /** The restarted relay, still running; the caller disposes of it. */
+  relay: MeteredRelay;
+  /** Seconds from SIGTERM until every device was connected again. */
+  allBackS: number;
+  /** The longest any one device was without a link, in seconds. */
+  maxOfflineS: number;
+}
+
+/**
+ * SIGTERM to a relay started with `--drain drainS`, an immediate restart on the same data and
+ * port (with the same --drain), and how long devices stayed away, as the load processes saw it.
+ */
+export async function drainRestart(
+  relay: MeteredRelay,
+  dataDir: string,
+  expected: number,
+  load: Load,
+  drainS: number,
+): Promise<DrainRestart> {
+  await load.stats(true);
+  const t0 = performance.now();
+  relay.proc.signal("SIGTERM");
+  await relay.proc.output();
+  const next = await startMeteredRelay(dataDir, {
+    port: relay.port,
+    extraArgs: ["--drain", String(drainS)],
+  });
+  const deadline = Date.now() + STORM_TIMEOUT_MS;
+  while (await metric(next.metricsUrl, "od_devices_connected").catch(() => 0) < expected) {
+    if (Date.now() > deadline) throw new Error("the fleet did not come back after the drain");
+    await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+  const allBackS = (performance.now() - t0) / 1000;
+  const stats = await load.stats();
+  const maxOfflineS = Math.max(...stats.map((s) => s.maxOfflineMs)) / 1000;
+  return { relay: next, allBackS, maxOfflineS };
 }
 
 /** Median wall time (ms) of `od ARGS`, checking it printed `rows` devices (JSON or a table). */

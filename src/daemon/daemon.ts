@@ -78,6 +78,8 @@ interface Runtime {
   device: DeviceLink | null;
   /** The keepalive period in use, in seconds. */
   keepaliveS: number;
+  /** When the relay said it is stopping (drain): how long it asked this device to wait. */
+  drainMs: number | null;
 }
 
 /** Runs until the signal aborts. Throws OdError only for problems retrying cannot fix. */
@@ -101,6 +103,7 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
     status: null as unknown as StatusBoard,
     device: null,
     keepaliveS: options.keepalive ?? DEFAULT_KEEPALIVE_S,
+    drainMs: null,
   };
   rt.status = statusBoard(rt);
   // The local socket outlives the stop signal: `od status` says "stopping" during the grace.
@@ -152,12 +155,21 @@ async function connectLoop(rt: Runtime): Promise<void> {
     const started = Date.now();
     rt.status.set("connecting");
     try {
+      rt.drainMs = null;
       const closed = await connectOnce(rt);
       if (options.signal?.aborted) break;
       attempt = Date.now() - started > STABLE_MS ? 0 : attempt + 1;
       // A link found dead by keepalive is a silent network: come back as soon as it is.
       wait = retryDelay(attempt, closed.code === CloseCode.TIMEOUT, null);
-      const message = `the link to the relay closed: ${closed.reason || `code ${closed.code}`}`;
+      let message = `the link to the relay closed: ${closed.reason || `code ${closed.code}`}`;
+      if (rt.drainMs !== null) {
+        // A stopping relay gave each of its devices a moment of its drain window to return at.
+        wait = rt.drainMs;
+        attempt = 0;
+        message = `the relay is stopping and asked this device to reconnect in ` +
+          `${(wait / 1000).toFixed(1)} s`;
+        log.info("relay is stopping", { reconnectIn: `${(wait / 1000).toFixed(1)}s` });
+      }
       rt.status.set("backing-off", { reason: message, retryInMs: wait });
     } catch (err) {
       if (err instanceof OdError) throw err;
@@ -250,6 +262,7 @@ function onControl(rt: Runtime, raw: Record<string, unknown>): void {
   const message = relayMessage(raw);
   if (message?.t === "props-ack") rt.sync?.ack(message);
   else if (message?.t === "props-state") rt.sync?.state(message);
+  else if (message?.t === "drain") rt.drainMs = message.retryInMs;
   else if (message?.t === "renamed") {
     log.info("renamed by the relay", { from: rt.state.device, to: message.device });
     rt.state.device = message.device;

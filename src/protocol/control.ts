@@ -77,8 +77,24 @@ export interface RenamedMessage {
   t: "renamed";
   device: string;
 }
+/**
+ * relay → daemon: the relay is stopping; reconnect after `retryInMs` (each daemon is given its
+ * own point in the operator's --drain window, so a fleet does not return in one instant).
+ */
+export interface DrainMessage {
+  t: "drain";
+  retryInMs: number;
+}
 /** Every message the relay sends a daemon. */
-export type RelayMessage = HelloMessage | PropsStateMessage | PropsAckMessage | RenamedMessage;
+export type RelayMessage =
+  | HelloMessage
+  | PropsStateMessage
+  | PropsAckMessage
+  | RenamedMessage
+  | DrainMessage;
+
+/** Longest reconnect delay a relay may ask for in a drain message: an hour, as --drain. */
+export const MAX_DRAIN_MS = 3_600_000;
 
 /** daemon → relay: what the device runs and exposes. */
 export interface InfoMessage extends DeviceInfo {
@@ -267,6 +283,11 @@ export function parseRelayMessage(m: Record<string, unknown>): RelayMessage | nu
     }
     case "renamed":
       return { t: "renamed", device: deviceId(m.device, "renamed", "device") };
+    case "drain":
+      if (!int(m.retryInMs, MAX_DRAIN_MS)) {
+        fail("drain", `retryInMs must be 0 to ${MAX_DRAIN_MS} milliseconds`);
+      }
+      return { t: "drain", retryInMs: m.retryInMs };
     default:
       return null;
   }
@@ -288,11 +309,11 @@ function controlFrame(json: string): Uint8Array {
 
 /**
  * Encodes a single relay message whose size its fields bound: hello (ids and a number), ack
- * (at most MAX_CHANGES keys that passed isKeyShape: under 35 KB) and renamed. Property state
+ * (at most MAX_CHANGES keys that passed isKeyShape: under 35 KB), renamed and drain. Property state
  * goes through encodePropsState, which splits it.
  */
 export function encodeRelayMessage(
-  m: HelloMessage | PropsAckMessage | RenamedMessage,
+  m: HelloMessage | PropsAckMessage | RenamedMessage | DrainMessage,
 ): Uint8Array {
   return controlFrame(JSON.stringify(m));
 }

@@ -301,6 +301,15 @@ const relayCases: [string, Record<string, unknown>, unknown][] = [
   ["props-ack: seq missing", { t: "props-ack", rejected: [] }, ProtocolError],
   ["renamed", { t: "renamed", device: "pi-2" }, { t: "renamed", device: "pi-2" }],
   ["renamed: not an id", { t: "renamed", device: "x" }, ProtocolError],
+  ["drain", { t: "drain", retryInMs: 4200 }, { t: "drain", retryInMs: 4200 }],
+  ["drain now", { t: "drain", retryInMs: 0 }, { t: "drain", retryInMs: 0 }],
+  ["drain at the limit", { t: "drain", retryInMs: 3_600_000 }, {
+    t: "drain",
+    retryInMs: 3_600_000,
+  }],
+  ["drain: past an hour", { t: "drain", retryInMs: 3_600_001 }, ProtocolError],
+  ["drain: negative", { t: "drain", retryInMs: -1 }, ProtocolError],
+  ["drain: not a number", { t: "drain", retryInMs: "5" }, ProtocolError],
 ];
 
 for (const [what, message, expected] of relayCases) {

@@ -20,6 +20,9 @@ export interface AdmissionOptions {
   maxWaitMs?: number;
   /** Longest Retry-After, in seconds (default 120). */
   maxWindowS?: number;
+  /** Clock in milliseconds for the tokens and the booked returns (default: the real ones;
+   * tests drive it by hand so a slow machine sees the same calendar as a fast one). */
+  clock?: () => number;
 }
 
 /** Share of each second's capacity given to scheduled returns; the rest is for new arrivals. */
@@ -41,14 +44,18 @@ export class Admission {
   #timer: ReturnType<typeof setTimeout> | undefined;
   /** Returns scheduled per future second, as [second, count] in a ring indexed by second. */
   #slots: [number, number][];
+  #tick: () => number;
+  #wall: () => number;
 
   constructor(options: AdmissionOptions = {}) {
     this.perSecond = options.perSecond ?? 500;
     this.#burst = options.burst ?? this.perSecond;
     this.#maxQueue = Math.max(1, Math.floor(this.perSecond * (options.maxWaitMs ?? 1000) / 1000));
     this.#maxWindow = options.maxWindowS ?? 120;
+    this.#tick = options.clock ?? (() => performance.now());
+    this.#wall = options.clock ?? Date.now;
     this.#tokens = this.#burst;
-    this.#at = performance.now();
+    this.#at = this.#tick();
     this.#slots = Array.from({ length: this.#maxWindow + 1 }, () => [0, 0]);
   }
 
@@ -57,7 +64,7 @@ export class Admission {
     return this.#queue.length;
   }
 
-  #refill(now = performance.now()): void {
+  #refill(now = this.#tick()): void {
     this.#tokens = Math.min(this.#burst, this.#tokens + ((now - this.#at) / 1000) * this.perSecond);
     this.#at = now;
   }
@@ -109,7 +116,7 @@ export class Admission {
    * that second is full, so returns fill the calendar in order and no second is overbooked.
    */
   #scheduleReturn(): number {
-    const now = Math.floor(Date.now() / 1000);
+    const now = Math.floor(this.#wall() / 1000);
     const booked = (second: number) => {
       const slot = this.#slots[second % this.#slots.length];
       return slot[0] === second ? slot[1] : 0;

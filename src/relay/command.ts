@@ -7,11 +7,12 @@ import { StoreError } from "../store/types.ts";
 import { isPgUrl } from "../store/pg/url.ts";
 import { VERSION } from "../version.ts";
 import { displayCommand } from "../cli/self.ts";
-import { runRelay } from "./server.ts";
+import { DEFAULT_DRAIN_S, runRelay } from "./server.ts";
 
 const USAGE = `Usage: od serve [--listen HOST:PORT] [--data DIR | --store postgres://USER@HOST/DB]
                 [--tls-cert FILE --tls-key FILE] [--public-url URL] [--init]
-                [--metrics HOST:PORT] [--admit-rate N] [--mesh-key FILE [--mesh-url URL]]
+                [--metrics HOST:PORT] [--admit-rate N] [--drain SECONDS]
+                [--mesh-key FILE [--mesh-url URL]]
        od serve install [serve options] [--print]     (a systemd unit; see its --help)
        od serve uninstall [--purge]
 
@@ -49,6 +50,8 @@ Options:
                        (off by default; e.g. 127.0.0.1:9464)
   --admit-rate N       new device links admitted per second; the rest are told to retry
                        later, spread out (default 500: 10,000 devices back in about 20 s)
+  --drain SECONDS      when stopping, ask each daemon to reconnect at its own random moment
+                       within this window (default 5; 0 = at once; for 10,000 devices, 20)
 `;
 
 /** Parses HOST:PORT, [V6]:PORT or :PORT. */
@@ -81,6 +84,7 @@ export const SERVE_OPTIONS: OptionSpec = {
   keepalive: { type: "string" },
   metrics: { type: "string" },
   "admit-rate": { type: "string" },
+  drain: { type: "string" },
   store: { type: "string" },
   "store-password-file": { type: "string" },
   "mesh-url": { type: "string" },
@@ -145,6 +149,8 @@ export async function serveCommand(args: string[]): Promise<number> {
   if (!(Number.isInteger(admitRate) && admitRate >= 1 && admitRate <= 100_000)) {
     throw new UsageError("--admit-rate must be a whole number from 1 to 100000");
   }
+  const drainS = Number(str(values, "drain") ?? DEFAULT_DRAIN_S);
+  if (!(drainS >= 0 && drainS <= 3600)) throw new UsageError("--drain must be 0 to 3600 seconds");
   const certFile = str(values, "tls-cert");
   const keyFile = str(values, "tls-key");
   if (!!certFile !== !!keyFile) throw new UsageError("--tls-cert and --tls-key go together");
@@ -177,6 +183,7 @@ export async function serveCommand(args: string[]): Promise<number> {
       keepalive,
       metrics,
       admission: { perSecond: admitRate },
+      drainS,
     });
   } catch (err) {
     if (err instanceof StoreError) throw new OdError(err.message);

@@ -117,6 +117,11 @@ export class DeviceSession implements DeviceSide {
     this.#scheduler.urgent(encodeRelayMessage({ t: "renamed", device: name }));
   }
 
+  /** Tells the daemon the relay is stopping and when to come back (sent before the close). */
+  drain(retryInMs: number): void {
+    this.#scheduler.urgent(encodeRelayMessage({ t: "drain", retryInMs }));
+  }
+
   /** Number of streams open now. */
   get streamCount(): number {
     return this.#streams.size;

@@ -64,6 +64,11 @@ export interface RelayOptions {
   metrics?: { hostname: string; port: number };
   /** Rate of new device links. */
   admission?: AdmissionOptions;
+  /**
+   * Seconds over which daemons are asked to come back when the relay stops (default 5): each
+   * is told its own random moment in the window, so a restart brings no herd.
+   */
+  drainS?: number;
 }
 
 /** A running relay. */
@@ -81,6 +86,8 @@ const SEEN_FLUSH_MS = 60_000; // how stale on:lastSeen may get in the store afte
 const PRUNE_MS = 3_600_000; // retention is in days; hourly pruning is plenty
 const DAY_MS = 86_400_000;
 const SWEEP_MS = 1_000; // one pass over all links finds the silent ones; no timer per link
+/** Default --drain: a small fleet is back within seconds, a large one is spread over them. */
+export const DEFAULT_DRAIN_S = 5;
 /** What clients and daemons are told when the relay stops (SIGTERM, SIGINT, systemctl). */
 const SHUTDOWN_REASON = "the relay is shutting down (restarting or stopped); reconnect shortly";
 
@@ -193,7 +200,9 @@ async function serveWith(
     // That includes tunnels peer relays forward here, whose clients learn it through the peer.
     hub.closeTunnels(() => true, SHUTDOWN_REASON, ResetCode.CANCELLED);
     ctx.mesh.close();
+    const drainMs = (options.drainS ?? DEFAULT_DRAIN_S) * 1000;
     for (const session of [...hub.sessions()]) {
+      session.drain(Math.floor(Math.random() * drainMs));
       session.link.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON);
     }
   }, { once: true });
