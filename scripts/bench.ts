@@ -20,9 +20,8 @@
  *    the same through one relay of that mesh (scripts/bench/mesh.ts).
  *
  * `--only core` runs figures 1–4, `--only ssh` figure 5, `--only links` figure 6, `--only fleet`
- * figure 7, `--only mesh` figure 8 (sizes from `--fleet-sizes 10000,18000`: the first gets every figure, the others
- * memory only); without
- * `--only` all run. Every process and server it starts is stopped on the way out, also when a
+ * figure 7 (sizes from `--fleet-sizes 10000,18000`: the first gets every figure, the others
+ * memory only), `--only mesh` figure 8; without `--only` all run. Every process and server it starts is stopped on the way out, also when a
  * step fails.
  */
 import { parseArgs } from "node:util";
