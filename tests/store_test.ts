@@ -19,6 +19,7 @@ import {
 } from "./_stores.ts";
 import { Store } from "../src/store/store.ts";
 import { CASES_MORE } from "./_store_cases.ts";
+import { SESSION_CASES } from "./_store_session_cases.ts";
 
 const CASES: Case[] = [
   {
@@ -302,6 +303,7 @@ const CASES: Case[] = [
     },
   },
   ...CASES_MORE,
+  ...SESSION_CASES,
 ];
 
 /** Runs every case as one step against fresh places from `fresh`. */
