@@ -19,7 +19,7 @@ import {
 } from "./_stores.ts";
 import { Store } from "../src/store/store.ts";
 import { CASES_MORE } from "./_store_cases.ts";
-import { SESSION_CASES } from "./_store_session_cases.ts";
+import { DASHBOARD_CASES } from "./_store_dashboard_cases.ts";
 
 const CASES: Case[] = [
   {
@@ -303,7 +303,7 @@ const CASES: Case[] = [
     },
   },
   ...CASES_MORE,
-  ...SESSION_CASES,
+  ...DASHBOARD_CASES,
 ];
 
 /** Runs every case as one step against fresh places from `fresh`. */

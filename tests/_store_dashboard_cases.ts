@@ -1,15 +1,57 @@
 /**
- * Store cases for dashboard sessions (schema migration 6), run by tests/store_test.ts on SQLite
- * and PostgreSQL, plus the synchronous store's half on the same file.
+ * Store cases for the dashboard, run by tests/store_test.ts on SQLite and PostgreSQL: sessions
+ * (schema migration 6, with the synchronous store's half on the same file) and the audit log
+ * read newest first with row cursors.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { hashSecret } from "../src/store/hash.ts";
 import { MAX_SESSIONS_PER_KEY } from "../src/store/sessions.ts";
 import { Store } from "../src/store/store.ts";
+import type { AuditEntry } from "../src/store/types.ts";
 import type { Case } from "./_stores.ts";
 
-/** The session cases every backend must pass. */
-export const SESSION_CASES: Case[] = [
+function row(at: number, device: string): AuditEntry {
+  return {
+    at,
+    accountId: null,
+    ownerId: null,
+    keyId: null,
+    ip: "192.0.2.1",
+    action: "tunnel",
+    device,
+    service: null,
+    result: "ok",
+    reason: "",
+    durationMs: null,
+    bytesUp: null,
+    bytesDown: null,
+    count: 1,
+  };
+}
+
+/** The dashboard's cases every backend must pass. */
+export const DASHBOARD_CASES: Case[] = [
+  {
+    name: "audit: newest first, pages before and after a row id, with the other filters",
+    async run(place) {
+      await using s = await place.open();
+      await s.audit.append([10, 20, 30, 40, 50].map((at) => row(at, at === 30 ? "b" : "a")));
+      const ids = (await s.audit.query({})).map((r) => r.id);
+      const ats = (rows: { at: number }[]) => rows.map((r) => r.at);
+      assertEquals(ats(await s.audit.query({ newest: true, limit: 2 })), [50, 40]);
+      assertEquals(ats(await s.audit.query({ newest: true, beforeId: ids[3], limit: 2 })), [
+        30,
+        20,
+      ]);
+      assertEquals(ats(await s.audit.query({ afterId: ids[3] })), [50]);
+      assertEquals(ats(await s.audit.query({ newest: true, device: "a", since: 20 })), [
+        50,
+        40,
+        20,
+      ]);
+      assertEquals(ats(await s.audit.query({ beforeId: ids[0] })), []);
+    },
+  },
   {
     name: "sessions: found with their key by hash, revoked with it, capped per key, pruned",
     async run(place) {
