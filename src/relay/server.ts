@@ -21,6 +21,7 @@ import { route } from "./routes.ts";
 import { Admission, type AdmissionOptions } from "./admission.ts";
 import { metrics, serveMetrics } from "./relay_metrics.ts";
 import { PresenceWriter } from "./presence.ts";
+import { SessionAuth } from "./dashboard/session.ts";
 
 /** Options for runRelay. */
 export interface RelayOptions {
@@ -81,6 +82,7 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
     keepaliveS: options.keepalive ?? 15,
     admission: new Admission(options.admission),
     presence: new PresenceWriter(store),
+    sessions: new SessionAuth(() => store.sessions, { tls: options.tls !== undefined }),
   };
   const requests = new RequestLimiter();
   const trusted = new Set(options.trustedProxies ?? []);
@@ -91,6 +93,7 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
     store.events.prune(before);
     store.props.pruneTombstones(before);
     store.audit.prune(Date.now() - auditRetentionMs);
+    store.sessions.prune(Date.now());
   };
   prune();
 
