@@ -34,7 +34,8 @@ function seenAt(d: Device): number {
 }
 
 const COMPARE: Record<SortKey, (a: Device, b: Device) => number> = {
-  device: () => 0, // the tie-breaker below
+  // As od list orders them: own devices, then shared ones (`owner.id`); by ref within each.
+  device: (a, b) => Number(a.ref.includes(".")) - Number(b.ref.includes(".")),
   state: (a, b) => (a.state === b.state ? 0 : a.state === "online" ? -1 : 1),
   seen: (a, b) => seenAt(b) - seenAt(a),
   address: (a, b) => natural.compare(a.ip ?? "", b.ip ?? ""),

@@ -27,7 +27,7 @@ const PAGES: [RegExp, Page, "any" | "full"][] = [
   [/^\/audit$/, auditPage, "full"],
 ];
 
-const NAMES: Record<string, string> = { "/keys": "keys", "/audit": "audit log" };
+const NAMES: Record<string, string> = { "/keys": "keys page", "/audit": "audit log" };
 
 let teardown: (() => void) | void;
 const header = h("header", { class: "top" });
