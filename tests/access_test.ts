@@ -368,6 +368,14 @@ Deno.test("every role sees and reaches exactly what it may", async (t) => {
         const env = clientEnv(relay, added.body.key, `${dir}/cfg-${how}`);
         const pipe = livePipe(env, "edge-1");
         await pipe.flowing();
+        // Its event stream (od events, a dashboard page) ends too.
+        const giveUp = new AbortController();
+        const events = await fetch(`${relay.url}/v1/events?follow=1`, {
+          headers: { authorization: `Bearer ${added.body.key}` },
+          signal: giveUp.signal,
+        });
+        const streamEnded = events.text().then(() => Date.now(), () => Infinity);
+        const bound = setTimeout(() => giveUp.abort(), 10_000);
         const revokedAt = Date.now();
         if (how === "api") {
           assertEquals(
@@ -383,6 +391,9 @@ Deno.test("every role sees and reaches exactly what it may", async (t) => {
         const end = await pipe.ended;
         ok(end.at - revokedAt < 5000, `${how}: pipe ended after ${end.at - revokedAt} ms`);
         match(end.stderr, /the key was revoked/);
+        const streamAt = await streamEnded;
+        clearTimeout(bound);
+        ok(streamAt - revokedAt < 5000, `${how}: events ended after ${streamAt - revokedAt} ms`);
         assertEquals((await call(relay, added.body.key, "GET", "/v1/devices")).status, 401);
       }
     });

@@ -53,6 +53,7 @@ export function revokeKey(ctx: RelayContext, key: KeyInfo, id: string, audit: Re
   }
   ctx.store.accounts.revokeKey(id);
   const closed = ctx.hub.closeTunnels((t) => t.info.keyId === id, "the key was revoked");
+  ctx.events.endKeys(new Set([id]), "the key was revoked");
   ctx.audit.record(audit, "ok", { reason: `revoked key ${id}; closed ${closed} tunnels` });
   const result: Revoked = { revoked: id, tunnelsClosed: closed };
   return json(result);

@@ -236,6 +236,7 @@ function watchRevocations(ctx: RelayContext): ReturnType<typeof setInterval> {
     fresh.forEach((id) => handled.add(id));
     const revoked = new Set(fresh);
     const n = ctx.hub.closeTunnels((t) => revoked.has(t.info.keyId), "the key was revoked");
+    ctx.events.endKeys(revoked, "the key was revoked"); // od events and dashboard pages
     log.info("keys revoked", { keys: fresh.join(","), tunnelsClosed: n });
   }, WATCH_MS);
 }
