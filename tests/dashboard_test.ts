@@ -404,7 +404,7 @@ Deno.test({
       for (const [id, set] of Object.entries(props)) await setProps(relay, acme.clientKey, id, set);
       await using browser = await startBrowser();
       const page = await browser.page();
-      await signIn(page, relay.url, acme.clientKey);
+      await signIn(page, relay.url, (await addKey(relay.dataDir, "acme", "full")).key);
       await page.waitForSelector("tr[data-ref='store-zurich-2']");
       await page.waitForSelector("tr[data-ref='pi-kitchen'][data-state='online']");
       await page.check("tr[data-ref='store-basel-1'] input.select");
