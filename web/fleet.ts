@@ -19,7 +19,7 @@ const PAGE = 2_500; // later pages: a 10,000-device fleet in four more requests
 const REFRESH_MS = 1_000; // how often devices named by events are re-read
 const MAX_SINGLE_REFRESH = 20; // beyond this many at once, listing again is cheaper
 const SHARED_POLL_MS = 15_000;
-const RELIST_MIN_MS = 5_000; // a reconnect storm relists at most this often
+const RELIST_MIN_MS = 10_000; // a reconnect storm relists at most this often
 
 /** Columns the table sorts by. */
 export const SORT_KEYS = ["device", "state", "seen", "address", "version", "parent"] as const;
