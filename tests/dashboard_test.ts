@@ -415,3 +415,56 @@ Deno.test({
     }
   },
 });
+
+Deno.test("the device page shows the host keys as ssh-keygen -l prints them and copies the od ssh command", async () => {
+  await using dir = await tempDir();
+  await using relay = await startRelay(`${dir}/data`);
+  const acme = await addAccount(relay.dataDir, "acme");
+  const expected: string[] = [];
+  const hostKeyArgs: string[] = [];
+  for (const [type, bits] of [["ed25519", []], ["rsa", ["-b", "3072"]]] as const) {
+    const file = `${dir}/ssh_host_${type}_key`;
+    const gen = await new Deno.Command("ssh-keygen", {
+      args: ["-q", "-t", type, ...bits, "-N", "", "-C", "root@pi", "-f", file],
+    }).output();
+    assertEquals(gen.code, 0);
+    hostKeyArgs.push("--host-key", `${file}.pub`);
+    // What the daemon reports is `type base64`: ssh-keygen -l of that same line.
+    const [t, b64] = (await Deno.readTextFile(`${file}.pub`)).split(" ");
+    await Deno.writeTextFile(`${file}.line`, `${t} ${b64}\n`);
+    const out = await new Deno.Command("ssh-keygen", { args: ["-l", "-f", `${file}.line`] })
+      .output();
+    expected.push(new TextDecoder().decode(out.stdout).trim());
+  }
+  await using echo = echoServer();
+  const daemon = await startDaemon(relay, {
+    key: acme.deviceKey,
+    id: "pi-1",
+    stateDir: `${dir}/pi-1`,
+    services: { ssh: echo.port },
+    extraArgs: hostKeyArgs,
+  });
+  await using browser = await startBrowser();
+  try {
+    await browser.context.grantPermissions(["clipboard-read", "clipboard-write"], {
+      origin: relay.url,
+    });
+    const page = await browser.page();
+    await signIn(page, relay.url, acme.clientKey);
+    await page.goto(`${relay.url}/device/pi-1`);
+    await page.waitForSelector("#fingerprints li");
+    const shown = await page.$$eval("#fingerprints li", (lis) => lis.map((li) => li.textContent));
+    assertEquals(shown.sort(), expected.sort());
+    match(expected[0], /^256 SHA256:\S{43} no comment \(ED25519\)$/);
+    await page.click("#copy-ssh");
+    await waitForText(page, ".command .copied", "copied");
+    const copied = await page.evaluate(() =>
+      (globalThis as unknown as { navigator: { clipboard: { readText(): Promise<string> } } })
+        .navigator.clipboard.readText()
+    );
+    assertEquals(copied, "od ssh root@pi-1");
+    match(await page.textContent("main") ?? "", /Services\s*ssh/);
+  } finally {
+    await daemon.stop();
+  }
+});

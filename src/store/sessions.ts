@@ -2,12 +2,13 @@
  * Dashboard sessions (schema migration 6): a browser signs in with an account key and gets a
  * random session secret in a cookie; only the secret's SHA-256 is stored, with the key it was
  * opened with and when it ends. A session is only as good as its key: `find` returns the key
- * with its revocation, and the relay refuses a session whose key is revoked. This is the
- * synchronous store's half; src/store/queries/sessions.ts is the same for the async store.
+ * with its revocation, and the relay refuses a session whose key is revoked.
+ *
+ * The rules and SQL are here once, for both store layers: src/store/queries/sessions.ts (the
+ * async store, SQLite and PostgreSQL) and src/store/sessions_sync.ts (the synchronous store the
+ * relay still uses).
  */
-import type { DatabaseSync } from "node:sqlite";
-import type { KeyInfo } from "./accounts.ts";
-import { statement, transaction } from "./db.ts";
+import type { KeyInfo } from "./types.ts";
 
 /** Sessions one key may hold at once; signing in again beyond that ends its oldest session. */
 export const MAX_SESSIONS_PER_KEY = 32; // a person's browsers and devices, with room to spare
@@ -64,39 +65,4 @@ export function toSession(row: SessionRow): SessionRecord {
       revokedAt: row.revoked_at,
     },
   };
-}
-
-/** Queries on sessions. */
-export class Sessions {
-  #db: DatabaseSync;
-  constructor(db: DatabaseSync) {
-    this.#db = db;
-  }
-
-  /** Stores a new session of `keyId` by the hash of its secret; ends the key's oldest beyond the cap. */
-  create(hash: Uint8Array, keyId: string, createdAt: number, expiresAt: number): void {
-    transaction(this.#db, () => {
-      statement(
-        this.#db,
-        "INSERT INTO sessions (hash, key_id, created_at, expires_at) VALUES (?, ?, ?, ?)",
-      ).run(hash, keyId, createdAt, expiresAt);
-      statement(this.#db, SESSION_TRIM).run(keyId, keyId, MAX_SESSIONS_PER_KEY);
-    });
-  }
-
-  /** The session with this secret hash and its key, or null (expired ones included). */
-  find(hash: Uint8Array): SessionRecord | null {
-    const row = statement(this.#db, SESSION_SELECT).get(hash) as SessionRow | undefined;
-    return row ? toSession(row) : null;
-  }
-
-  /** Ends a session; false if there was none. */
-  remove(hash: Uint8Array): boolean {
-    return statement(this.#db, "DELETE FROM sessions WHERE hash = ?").run(hash).changes > 0;
-  }
-
-  /** Deletes sessions that have expired by `now` or whose key is revoked. */
-  prune(now = Date.now()): number {
-    return Number(statement(this.#db, SESSION_PRUNE).run(now).changes);
-  }
 }

@@ -7,7 +7,7 @@ import { Props } from "./props.ts";
 import { Events } from "./events.ts";
 import { Shares } from "./shares.ts";
 import { Audit } from "./audit.ts";
-import { Sessions } from "./sessions.ts";
+import { Sessions } from "./sessions_sync.ts";
 
 /** An open store; close it when done. */
 export class Store {

@@ -12,7 +12,7 @@ import type { RelayContext } from "../context.ts";
 import type { RequestAudit } from "../audit.ts";
 import { HttpError, json } from "../http.ts";
 import type { SignedOut } from "../../protocol/dashboard.ts";
-import type { KeyInfo } from "../../store/accounts.ts";
+import type { KeyInfo } from "../../store/types.ts";
 import type { Session } from "./session.ts";
 import { assetResponse, pageResponse } from "./pages.ts";
 import { ASSETS } from "./assets.ts";

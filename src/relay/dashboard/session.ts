@@ -15,8 +15,7 @@
  */
 import { timingSafeEqual } from "node:crypto";
 import type { KeyRole } from "../../protocol/keys.ts";
-import type { KeyInfo } from "../../store/accounts.ts";
-import type { SessionRecord } from "../../store/sessions.ts";
+import type { KeyInfo, SessionRecord } from "../../store/types.ts";
 import { hashSecret } from "../../store/hash.ts";
 import {
   CSRF_HEADER,
