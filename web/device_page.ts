@@ -345,12 +345,11 @@ export function devicePage(root: HTMLElement, [ref]: string[]): () => void {
   };
   const unlisten = listen({
     event(e) {
-      if (!ref.includes(".") && e.device === ref.toLowerCase()) {
-        if (e.type === "renamed") return navigate(`/device/${encodeURIComponent(e.device)}`, true);
-        reloadSoon();
-      } else if (e.type === "renamed" && e.from === ref.toLowerCase()) {
-        navigate(`/device/${encodeURIComponent(e.device)}`, true);
-      }
+      if (ref.includes(".")) return; // a shared device's events go to its owner
+      const id = ref.toLowerCase();
+      if (e.type === "renamed" && e.from === id) {
+        navigate(`/device/${encodeURIComponent(e.device)}`, true); // renamed elsewhere: follow it
+      } else if (e.device === id) reloadSoon();
     },
     resync: reloadSoon,
   });

@@ -44,7 +44,9 @@ async function readLines(res: Response, signal: AbortSignal): Promise<void> {
       } catch {
         continue;
       }
-      for (const l of listeners) l.event(event);
+      // A copy: a listener may navigate, which removes it and adds the next page's, and a Set
+      // visits entries added while it is iterated (the new page would get the same event).
+      for (const l of [...listeners]) l.event(event);
     }
   }
 }
