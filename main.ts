@@ -23,6 +23,10 @@ const COMMANDS: Record<string, { load: () => Promise<Command>; summary: string }
     load: async () => (await import("./src/daemon/command.ts")).daemonCommand,
     summary: "keep this device reachable through the relay",
   },
+  status: {
+    load: async () => (await import("./src/daemon/status_command.ts")).statusCommand,
+    summary: "on a device: how its daemon's link to the relay stands",
+  },
   login: {
     load: async () => (await import("./src/client/commands.ts")).loginCommand,
     summary: "store the relay URL and your key",
@@ -114,11 +118,35 @@ Commands:
 ${lines.join("\n")}
 
 Run od COMMAND --help for a command's options. od --version prints the version.
+Client commands take --proxy URL (or none) right after the command's name, e.g.
+od ssh --proxy http://proxy.corp:3128 pi; OD_PROXY does the same for every command.
 `;
 }
 
+// Roles with options of their own; every other command is a client of the relay.
+const NOT_CLIENTS = new Set(["serve", "admin", "daemon", "status", "version", "login"]);
+
+/**
+ * `od COMMAND --proxy URL …`: any client command takes a proxy right after its name. It goes
+ * into OD_PROXY, which the client's config reads and which ssh's ProxyCommand (od pipe) inherits.
+ */
+function takeProxy(name: string, rest: string[]): string[] {
+  if (NOT_CLIENTS.has(name)) return rest;
+  const [first, second] = rest;
+  if (first === "--proxy" && second !== undefined) {
+    Deno.env.set("OD_PROXY", second);
+    return rest.slice(2);
+  }
+  if (first?.startsWith("--proxy=")) {
+    Deno.env.set("OD_PROXY", first.slice("--proxy=".length));
+    return rest.slice(1);
+  }
+  return rest;
+}
+
 async function main(args: string[]): Promise<number> {
-  const [name, ...rest] = args;
+  const [name, ...given] = args;
+  const rest = name === undefined ? given : takeProxy(name, given);
   if (name === undefined || name === "help" || name === "--help" || name === "-h") {
     (name === undefined ? Deno.stderr : Deno.stdout).writeSync(new TextEncoder().encode(usage()));
     return name === undefined ? 2 : 0;
@@ -153,9 +181,6 @@ async function run(
     console.error(`od: internal error: ${errorMessage(err)}`);
     if (Deno.env.get("OD_DEBUG")) console.error(err);
     return 1;
-  } finally {
-    const { closeHttpClients } = await import("./src/transport/dial.ts");
-    closeHttpClients();
   }
 }
 

@@ -28,7 +28,6 @@
 import { parseArgs } from "node:util";
 import { tempDir } from "../tests/_harness.ts";
 import { echoServer, makeTestCa, type TestCa } from "../tests/_fleet.ts";
-import { closeHttpClients } from "../src/transport/dial.ts";
 import { type Fleet, startFleet, type Transport } from "./bench/fleet.ts";
 import { feedBlock, type PipeRun, pipeRun, startWssHop, tcpRun } from "./bench/throughput.ts";
 import { tcpConnects, tunnelOpens, webSocketOpens } from "./bench/latency.ts";
@@ -226,11 +225,9 @@ async function coreFigures(ca: TestCa, ticks: number): Promise<void> {
     await throughputFigures(sink, [ws, wss], ca, ticks);
     progress("measuring tunnel open latency");
     await latencyFigures([ws, wss], echo.port, ca);
-    closeHttpClients();
   }
   progress(`measuring memory with ${DEVICES} idle devices`);
   await memoryFigures(ca);
-  closeHttpClients();
 }
 
 async function main(suites: Set<Suite>, sizes: number[]): Promise<void> {

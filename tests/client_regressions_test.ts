@@ -40,7 +40,9 @@ Deno.test("a plain-HTTP relay closing during the handshake is not called a TLS f
     const out = await od(["pipe", "edge-1", "ssh"], { env });
     assertOneSentence(
       out,
-      new RegExp(`cannot reach relay at ${url}: the relay closed the connection during`),
+      new RegExp(
+        `cannot reach relay at ${url}: the relay 127.0.0.1:${port} closed the connection during`,
+      ),
     );
     doesNotMatch(out.stderr, /TLS|--ca/);
   } finally {

@@ -76,7 +76,9 @@ Deno.test("tunnel failures: one sentence, non-zero exit, other tunnels unaffecte
     });
     assertOneSentence(
       out,
-      new RegExp(`cannot reach relay at http://127.0.0.1:${port}: connection refused`),
+      new RegExp(
+        `cannot reach relay at http://127.0.0.1:${port}: the relay 127.0.0.1:${port} refused`,
+      ),
     );
   });
 

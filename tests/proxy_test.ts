@@ -114,10 +114,13 @@ Deno.test("a proxy that requires Basic authentication: credentials from the prox
       const anonymous = await od(args, { env: { ...env, ...via(proxy.url) }, stdin: "" });
       assertOneSentence(
         anonymous,
-        /the proxy \S+ (requires authentication|refused to open a tunnel).*USER:PASSWORD@/,
+        /the proxy \S+ requires a login \(HTTP 40[17].*USER:PASSWORD@/,
       );
       const denied = await od(args, { env: { ...env, ...wrong }, stdin: "" });
-      assertOneSentence(denied, /the proxy \S+ (rejected the user|refused).*password/);
+      assertOneSentence(
+        denied,
+        /the proxy \S+ rejected the user "corp" and its password \(HTTP 40[17]/,
+      );
       ok(!denied.stderr.includes("wr0ngpw"), "the password is not repeated");
     }
   } finally {

@@ -13,7 +13,7 @@ for (const sig of ["SIGTERM", "SIGINT"] as const) {
     await using relay = new Proc("relay", ["serve", "--listen", "127.0.0.1:0", "--data", dir]);
     await relay.waitFor(/relay listening url=(\S+)/);
     relay.signal(sig);
-    const { code } = await relay.status;
+    const { code } = await relay.output(); // all of stderr, not only the exit status
     assertEquals(code, 0, relay.stderr);
     match(relay.stderr, new RegExp(`relay stopped signal=${sig}`));
   });

@@ -22,13 +22,12 @@
 import { decodeFrame, encodeControl, encodePing, FrameType } from "../../src/protocol/frame.ts";
 import { dialLink, RelayError, type RelayTarget } from "../../src/transport/dial.ts";
 import type { SocketLink } from "../../src/transport/socket_link.ts";
+import { retryDelay } from "../../src/daemon/retry.ts";
 
 const WIDTH = 48; // first handshakes in flight per process: a steady arrival, not a storm
 const KEEPALIVE_MS = 15_000; // the daemon's default --keepalive
 const TICK_MS = 1_000; // the ping timer: each tick pings the links whose turn it is
-const BACKOFF_MIN_MS = 500; // the daemon's backoff (src/daemon/daemon.ts)
-const BACKOFF_MAX_MS = 30_000;
-const STABLE_MS = 30_000;
+const STABLE_MS = 30_000; // the daemon's: a link that lived this long resets the backoff
 
 interface Device {
   index: number;
@@ -40,11 +39,6 @@ interface Device {
 const info = encodeControl({ t: "info", version: "bench", services: ["ssh"], hostname: "load" });
 const stats = { online: 0, connects: 0, refused: 0 };
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-function backoff(attempt: number): number {
-  const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt, 16));
-  return cap / 2 + Math.random() * (cap / 2);
-}
 
 /** A synthetic address of the benchmarking range for device `i`. */
 function addressOf(i: number): string {
@@ -96,15 +90,18 @@ async function keep(d: Device, od: boolean, first: () => void): Promise<void> {
       await closed;
       stats.online--;
       attempt = Date.now() - started > STABLE_MS ? 0 : attempt + 1;
-      wait = backoff(attempt);
+      wait = retryDelay(attempt, false, null);
     } catch (err) {
       if (Deno.env.get("OD_LOAD_DEBUG")) console.error(err);
       attempt++;
-      wait = backoff(attempt);
-      if (err instanceof RelayError && err.retryAfter) {
-        stats.refused++;
-        wait = Math.max(wait, err.retryAfter * 1000 + Math.random() * 1000);
-      }
+      // The daemon's schedule (src/daemon/retry.ts), Retry-After included.
+      const relayError = err instanceof RelayError ? err : null;
+      if (relayError?.retryAfter) stats.refused++;
+      wait = retryDelay(
+        attempt,
+        relayError?.failure?.silent ?? false,
+        relayError?.retryAfter ?? null,
+      );
     }
     await sleep(wait);
   }

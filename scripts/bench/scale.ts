@@ -19,7 +19,7 @@
 import { tempDir } from "../../tests/_harness.ts";
 import { clientEnv, echoServer, startDaemon, type TestCa } from "../../tests/_fleet.ts";
 import { openTunnel } from "../../src/client/pipe.ts";
-import { closeHttpClients, type RelayTarget } from "../../src/transport/dial.ts";
+import type { RelayTarget } from "../../src/transport/dial.ts";
 import {
   cpuSeconds,
   emit,
@@ -219,7 +219,6 @@ export async function fleetFigures(ca: TestCa, ticks: number, sizes: number[]): 
   await using dir = await tempDir("od-bench-fleet-");
   const [main, ...others] = sizes;
   const m = await mainFleet(dir, main, ticks);
-  closeHttpClients();
   const plain = await plainHold("ws", ca, m.fleet, main, ticks, true);
   rssFigure("ws", main, m.held.perKiB, plain.perKiB);
   emit(
@@ -337,7 +336,6 @@ export async function fleetFigures(ca: TestCa, ticks: number, sizes: number[]): 
     for (const t of ["ws", "wss"] as const) {
       if (size === main && t === "ws") continue; // measured above
       const relay = await relayHold(t, ca, fleet);
-      closeHttpClients();
       const plainT = await plainHold(t, ca, fleet, size, ticks, false);
       rssFigure(t, size, relay.perKiB, plainT.perKiB);
     }

@@ -4,19 +4,21 @@ import { OdError, UsageError } from "../shared/errors.ts";
 import { ago, printTable } from "../cli/output.ts";
 import { normalizeDeviceArg, serviceProblem } from "../protocol/names.ts";
 import { callApi, RelayError } from "../transport/dial.ts";
-import { clientTarget, loadClientConfig, saveClientConfig } from "./config.ts";
+import { checkProxy, clientTarget, loadClientConfig, saveClientConfig } from "./config.ts";
 import { runPipe, stdio, type TunnelDevice } from "./pipe.ts";
 import { normalizeRelayUrl, readCa } from "../cli/relay_options.ts";
 import { matches, parseFilters } from "../protocol/filter.ts";
 import { knownHostsPath, pinDevice } from "./known_hosts.ts";
 import type { Device, Whoami } from "../protocol/api.ts";
 
-const LOGIN_USAGE = `Usage: od login --relay URL --key KEY [--ca FILE]
+const LOGIN_USAGE = `Usage: od login --relay URL --key KEY [--ca FILE] [--proxy URL|none]
 
 Checks the key with the relay and stores both in the config directory
 ($OD_CONFIG_DIR, else $XDG_CONFIG_HOME/od, else ~/.config/od) with mode 0600.
 --ca FILE (or OD_CA=FILE) trusts a private CA for the relay; login stores it too.
-OD_RELAY, OD_KEY and OD_CA override the stored values for one command.
+--proxy URL (or OD_PROXY) reaches the relay through that HTTP CONNECT proxy, "none" directly;
+login stores it. Without: HTTPS_PROXY/HTTP_PROXY and NO_PROXY decide, as for curl.
+OD_RELAY, OD_KEY, OD_CA and OD_PROXY override the stored values for one command.
 `;
 
 /** Turns a relay refusal into the user's one sentence; a 400 (bad input) exits 2. */
@@ -35,6 +37,7 @@ export async function loginCommand(args: string[]): Promise<number> {
       relay: { type: "string" },
       key: { type: "string" },
       ca: { type: "string" },
+      proxy: { type: "string" },
     },
     LOGIN_USAGE,
     { positionals: false },
@@ -44,7 +47,13 @@ export async function loginCommand(args: string[]): Promise<number> {
   if (!relay || !key) throw new UsageError("od login needs --relay URL and --key KEY");
   // OD_CA is honoured here as everywhere: the check needs it, and what worked is stored.
   const caFile = str(values, "ca") ?? (Deno.env.get("OD_CA") || undefined);
-  const config = { relay: normalizeRelayUrl(relay), key, ca: caFile ? readCa(caFile) : undefined };
+  const proxy = checkProxy(str(values, "proxy") ?? (Deno.env.get("OD_PROXY") || undefined));
+  const config = {
+    relay: normalizeRelayUrl(relay),
+    key,
+    ca: caFile ? readCa(caFile) : undefined,
+    ...(proxy ? { proxy } : {}),
+  };
   const who = await callApi(clientTarget(config), "GET", "/v1/whoami")
     .catch(relayFailure) as Whoami;
   if (who.role === "device") {

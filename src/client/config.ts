@@ -1,13 +1,14 @@
 /**
  * Client credentials: `od login` writes `config.json` (mode 0600) in the config directory;
- * OD_RELAY, OD_KEY and OD_CA override what it holds. Like ssh with its private keys, od refuses a
+ * OD_RELAY, OD_KEY, OD_CA and OD_PROXY override what it holds. Like ssh with its private keys, od refuses a
  * credential file that other users can read.
  */
-import { OdError } from "../shared/errors.ts";
+import { OdError, UsageError } from "../shared/errors.ts";
 import { secretKind } from "../protocol/keys.ts";
 import { normalizeRelayUrl, readCa } from "../cli/relay_options.ts";
 
 import type { RelayTarget } from "../transport/dial.ts";
+import { NO_PROXY_SETTING, parseProxyUrl } from "../transport/proxy.ts";
 
 /** What the client needs to reach the relay. */
 export interface ClientConfig {
@@ -15,6 +16,8 @@ export interface ClientConfig {
   key: string;
   /** PEM of a private CA, if the relay's certificate is not publicly trusted. */
   ca?: string;
+  /** A proxy URL or `none`; unset: HTTPS_PROXY/HTTP_PROXY and NO_PROXY decide. */
+  proxy?: string;
 }
 
 /** `$OD_CONFIG_DIR`, else `$XDG_CONFIG_HOME/od`, else `~/.config/od`. */
@@ -67,7 +70,13 @@ export function loadClientConfig(): ClientConfig {
   if (secretKind(key) === null) {
     throw new OdError("the key is not an od key (it should start with od_client_ or od_full_)");
   }
-  return { relay: normalizeRelayUrl(relay), key, ca: caFile ? readCa(caFile) : stored.ca };
+  const proxy = checkProxy(Deno.env.get("OD_PROXY") || stored.proxy);
+  return {
+    relay: normalizeRelayUrl(relay),
+    key,
+    ca: caFile ? readCa(caFile) : stored.ca,
+    ...(proxy ? { proxy } : {}),
+  };
 }
 
 /** Writes the config atomically with mode 0600. */
@@ -84,5 +93,15 @@ export function saveClientConfig(config: ClientConfig): string {
 
 /** The relay target for an account key. */
 export function clientTarget(config: ClientConfig): RelayTarget {
-  return { url: config.relay, secret: config.key, ca: config.ca };
+  return { url: config.relay, secret: config.key, ca: config.ca, proxy: config.proxy };
+}
+
+/** Checks a client's proxy setting (a URL or `none`); a bad one is a usage error. */
+export function checkProxy(value: string | undefined): string | undefined {
+  if (value === undefined || value === NO_PROXY_SETTING || parseProxyUrl(value)) return value;
+  throw new UsageError(
+    `proxy "${
+      value.replace(/\/\/[^@/]*@/, "//…@")
+    }" must be http://[USER:PASSWORD@]HOST:PORT or none`,
+  );
 }

@@ -83,8 +83,13 @@ export async function forwardCommand(args: string[]): Promise<number> {
 }
 
 async function bridge(target: RelayTarget, device: string, service: string, conn: Deno.TcpConn) {
-  const { link } = await openTunnel(target, device, service);
-  const stream = new StreamEnd({ id: CLIENT_STREAM, send: (f) => link.send(f), io: conn });
+  const { link, device: info } = await openTunnel(target, device, service);
+  const stream = new StreamEnd({
+    id: CLIENT_STREAM,
+    send: (f, onSent) => link.send(f, onSent),
+    io: conn,
+    maxWindow: info?.maxWindow,
+  });
   link.onFrame = (raw) => {
     const frame = decodeFrame(raw);
     if (frame.type === FrameType.PING) link.send(encodePing(FrameType.PONG, frame.nonce));

@@ -2,7 +2,16 @@
  * `od pipe DEV SERVICE`: bridges stdin/stdout to a service on a device. This is what ssh runs as
  * its ProxyCommand, so it stays silent on success and says one sentence on failure.
  */
-import { CLIENT_STREAM, decodeFrame, encodePing, FrameType, ResetCode } from "../protocol/frame.ts";
+import {
+  CLIENT_STREAM,
+  decodeFrame,
+  encodePing,
+  FrameType,
+  MAX_WINDOW,
+  ResetCode,
+  STREAM_WINDOW,
+  WINDOWS_HEADER,
+} from "../protocol/frame.ts";
 import { dialLink, type RelayTarget } from "../transport/dial.ts";
 import { CloseCode } from "../transport/link.ts";
 import type { SocketLink } from "../transport/socket_link.ts";
@@ -53,12 +62,16 @@ export interface TunnelDevice {
   id: string;
   account: string;
   hostKeys: string[];
+  /** How far the stream's windows may grow (absent: the fixed window of older relays). */
+  maxWindow?: number;
 }
 
 /** An open tunnel: its link and the device it reaches. */
 export interface Tunnel {
   link: SocketLink;
   device: TunnelDevice | null;
+  /** The relay's keepalive period (s), when it said: ping at least this often. */
+  keepalive?: number;
 }
 
 function parseDevice(m: Record<string, unknown>): TunnelDevice | null {
@@ -66,7 +79,11 @@ function parseDevice(m: Record<string, unknown>): TunnelDevice | null {
     return null;
   }
   const hostKeys = m.hostKeys.filter((k): k is string => typeof k === "string").slice(0, 16);
-  return { id: m.id, account: m.account, hostKeys };
+  const maxWindow = typeof m.maxWindow === "number" && Number.isSafeInteger(m.maxWindow) &&
+      m.maxWindow > STREAM_WINDOW && m.maxWindow <= MAX_WINDOW
+    ? m.maxWindow
+    : undefined;
+  return { id: m.id, account: m.account, hostKeys, maxWindow };
 }
 
 /** Opens the tunnel and waits for the device's answer; throws OdError with the reason. */
@@ -75,10 +92,12 @@ export async function openTunnel(
   device: string,
   service: string,
 ): Promise<Tunnel> {
-  const link = await dialLink(target, "/v1/tunnel", { device, service });
+  const withWindows = { ...target, headers: { ...target.headers, [WINDOWS_HEADER]: "1" } };
+  const link = await dialLink(withWindows, "/v1/tunnel", { device, service });
   // Acknowledges the relay's 101 now rather than after a delayed-ACK timeout (see frame.ts).
   link.send(encodePing(FrameType.PONG, new Uint8Array(8)));
   let info: TunnelDevice | null = null;
+  let keepalive: number | undefined;
   const answer = await new Promise<{ ok: true } | { ok: false; reason: string }>((resolve) => {
     let answered = false;
     link.onFrame = (raw) => {
@@ -86,6 +105,8 @@ export async function openTunnel(
       if (frame.type === FrameType.OPENED) {
         answered = true;
         info = frame.info ? parseDevice(frame.info) : null;
+        const k = frame.info?.keepalive;
+        if (typeof k === "number" && k >= 1 && k <= 3600) keepalive = k;
         link.onFrame = null; // hold the data that follows until the caller attaches
         link.onClose = null; // and a close, which would otherwise be consumed here and lost
         resolve({ ok: true });
@@ -104,14 +125,23 @@ export async function openTunnel(
     link.close();
     throw new OdError(`cannot open ${service} on "${device}": ${answer.reason}`);
   }
-  return { link, device: info };
+  return { link, device: info, keepalive };
 }
 
 /** Runs a pipe to completion; resolves when both directions have ended. */
 export async function runPipe(options: PipeOptions): Promise<void> {
-  const { link, device } = await openTunnel(options.target, options.device, options.service);
+  const { link, device, keepalive: relayPeriod } = await openTunnel(
+    options.target,
+    options.device,
+    options.service,
+  );
   await options.onDevice?.(device); // before any byte reaches ssh, which then checks the pins
-  const stream = new StreamEnd({ id: CLIENT_STREAM, send: (f) => link.send(f), io: options.io });
+  const stream = new StreamEnd({
+    id: CLIENT_STREAM,
+    send: (f, onSent) => link.send(f, onSent),
+    io: options.io,
+    maxWindow: device?.maxWindow,
+  });
   let lastFrameAt = Date.now();
   let closedBy: string | null = null;
   link.onFrame = (raw) => {
@@ -128,7 +158,7 @@ export async function runPipe(options: PipeOptions): Promise<void> {
   };
   const keepalive = new Keepalive(
     link,
-    (options.keepalive ?? DEFAULT_KEEPALIVE_S) * 1000,
+    Math.min(options.keepalive ?? DEFAULT_KEEPALIVE_S, relayPeriod ?? Infinity) * 1000,
     () => lastFrameAt,
     (silentMs) => {
       link.close(

@@ -2,11 +2,12 @@
  * `od daemon`: enrols once, then keeps one outbound link to the relay for as long as it runs,
  * reconnecting with jittered exponential backoff and noticing a dead relay by keepalives.
  */
-import { ProtocolError } from "../protocol/frame.ts";
+import { ProtocolError, WINDOWS_HEADER } from "../protocol/frame.ts";
 import { encodeInfo, parseRelayMessage, type RelayMessage } from "../protocol/control.ts";
 import { DEFAULT_KEEPALIVE_S, Keepalive } from "../transport/keepalive.ts";
 import { generateCredential } from "../protocol/keys.ts";
 import { dialLink, RelayError, type RelayTarget } from "../transport/dial.ts";
+import { proxyFor, redactProxy } from "../transport/proxy.ts";
 import { CloseCode } from "../transport/link.ts";
 import { OdError } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
@@ -20,7 +21,9 @@ import { becomeClone, enrollDevice, type EnrollEnv } from "./enroll.ts";
 import { LocalProps } from "../store/local_props.ts";
 import { PropsSync } from "./props_sync.ts";
 import { ensureSoleDaemon, serveLocalApi } from "./local_api.ts";
-import { retryAfterMs } from "./retry.ts";
+import { backoff, retryDelay } from "./retry.ts";
+import { StatusBoard } from "./status.ts";
+import { drain } from "./stop.ts";
 
 /** Options for runDaemon; anything unset comes from the state directory. */
 export interface DaemonOptions {
@@ -31,24 +34,23 @@ export interface DaemonOptions {
   ca?: string;
   services?: Record<string, string>;
   hostKeyFiles?: string[];
+  /**
+   * Aborting stops the daemon gracefully: no new tunnels, open ones may finish for `grace`
+   * seconds, then the link closes and runDaemon resolves.
+   */
   signal?: AbortSignal;
-  /** Seconds between keepalive pings; the relay is declared dead after three silent ones. */
+  /** Aborting ends the grace period at once (a second SIGTERM). */
+  kill?: AbortSignal;
+  /** Seconds open tunnels may go on after `signal` aborts (default 10). */
+  grace?: number;
+  /** Seconds between keepalive pings; the relay is declared dead after 2.5 silent periods. */
   keepalive?: number;
+  /** A proxy URL or `none`, stored for later runs; `env` forgets a stored one. */
+  proxy?: string;
 }
 
-const BACKOFF_MIN_MS = 500;
-const BACKOFF_MAX_MS = 30_000;
 const STABLE_MS = 30_000; // a link that lived this long resets the backoff
 const HOST_KEY_RECHECK_MS = 60_000; // rotating sshd keys is rare; a minute's delay is harmless
-
-/**
- * Equal jitter: half the exponential delay, plus a random part of the other half; from the very
- * first retry, so a fleet that lost its relay at one instant does not come back at one instant.
- */
-function backoff(attempt: number): number {
-  const cap = Math.min(BACKOFF_MAX_MS, BACKOFF_MIN_MS * 2 ** Math.min(attempt, 16));
-  return cap / 2 + Math.random() * (cap / 2);
-}
 
 function sleeper(signal?: AbortSignal) {
   return (ms: number) =>
@@ -71,6 +73,11 @@ interface Runtime {
   env: EnrollEnv;
   options: DaemonOptions;
   sync: PropsSync | null;
+  status: StatusBoard;
+  /** The link's DeviceLink while connected. */
+  device: DeviceLink | null;
+  /** The keepalive period in use, in seconds. */
+  keepaliveS: number;
 }
 
 /** Runs until the signal aborts. Throws OdError only for problems retrying cannot fix. */
@@ -78,55 +85,103 @@ export async function runDaemon(options: DaemonOptions): Promise<void> {
   await ensureSoleDaemon(options.stateDir);
   const state = loadOrCreateState(options);
   const sleep = sleeper(options.signal);
-  const env: EnrollEnv = {
-    stateDir: options.stateDir,
-    fingerprint: await machineFingerprint(options.stateDir),
-    backoff,
-    sleep,
-    signal: options.signal,
-  };
-  if (state.cloneFrom) await becomeClone(state, env);
-  else if (!state.device) await enrollDevice(state, env);
   const rt: Runtime = {
     state,
-    services: new Map(
-      Object.entries(state.services!).map(([name, spec]) => [name, parseTarget(spec, name)]),
-    ),
+    services: new Map(),
     props: new LocalProps(options.stateDir),
-    env,
+    env: {
+      stateDir: options.stateDir,
+      fingerprint: await machineFingerprint(options.stateDir),
+      backoff,
+      sleep,
+      signal: options.signal,
+    },
     options,
     sync: null,
+    status: null as unknown as StatusBoard,
+    device: null,
+    keepaliveS: options.keepalive ?? DEFAULT_KEEPALIVE_S,
   };
+  rt.status = statusBoard(rt);
+  // The local socket outlives the stop signal: `od status` says "stopping" during the grace.
+  const served = new AbortController();
   serveLocalApi({
     stateDir: options.stateDir,
     props: rt.props,
     clockOffset: () => rt.state.clockOffset ?? 0,
     onEdit: () => rt.sync?.flush(),
-    signal: options.signal,
+    status: () => rt.status.snapshot(),
+    signal: served.signal,
   });
+  try {
+    rt.env.onFailure = (message, waitMs) =>
+      rt.status.set("backing-off", { reason: message, retryInMs: waitMs });
+    if (state.cloneFrom || !state.device) rt.status.set("enrolling");
+    if (state.cloneFrom) await becomeClone(state, rt.env);
+    else if (!state.device) await enrollDevice(state, rt.env);
+    rt.services = new Map(
+      Object.entries(state.services!).map(([name, spec]) => [name, parseTarget(spec, name)]),
+    );
+    await connectLoop(rt);
+  } finally {
+    served.abort();
+  }
+}
+
+/** Status facts drawn from the runtime. */
+function statusBoard(rt: Runtime): StatusBoard {
+  return new StatusBoard({
+    relay: () => rt.state.relay,
+    proxy: () => {
+      const proxy = proxyFor(new URL(rt.state.relay), rt.state.proxy);
+      return proxy && redactProxy(proxy);
+    },
+    device: () => ({ device: rt.state.device, account: rt.state.account }),
+    services: () => ({ ...rt.state.services }),
+    tunnels: () => rt.device?.streamCount ?? 0,
+    keepalive: () => rt.keepaliveS,
+  });
+}
+
+/** Connects, and reconnects after every failure or close, until the stop signal. */
+async function connectLoop(rt: Runtime): Promise<void> {
+  const { options } = rt;
   let attempt = 0;
   while (!options.signal?.aborted) {
     let wait: number;
     const started = Date.now();
+    rt.status.set("connecting");
     try {
-      await connectOnce(rt);
+      const closed = await connectOnce(rt);
+      if (options.signal?.aborted) break;
       attempt = Date.now() - started > STABLE_MS ? 0 : attempt + 1;
-      wait = backoff(attempt);
+      // A link found dead by keepalive is a silent network: come back as soon as it is.
+      wait = retryDelay(attempt, closed.code === CloseCode.TIMEOUT, null);
+      const message = `the link to the relay closed: ${closed.reason || `code ${closed.code}`}`;
+      rt.status.set("backing-off", { reason: message, retryInMs: wait });
     } catch (err) {
       if (err instanceof OdError) throw err;
       if (err instanceof RelayError && err.cloneOf) {
-        await becomeClone(rt.state, env);
+        await becomeClone(rt.state, rt.env);
         continue;
       }
       attempt++;
-      wait = backoff(attempt);
-      if (err instanceof RelayError) wait = Math.max(wait, retryAfterMs(err.retryAfter));
+      const relayError = err instanceof RelayError ? err : null;
+      wait = retryDelay(
+        attempt,
+        relayError?.failure?.silent ?? false,
+        relayError?.retryAfter ?? null,
+      );
+      const message = err instanceof Error ? err.message : String(err);
+      // The relay refusing this device's credential is no network trouble: say so apart.
+      const refused = relayError !== null && [401, 403, 404, 409].includes(relayError.status);
+      rt.status.set(refused ? "refused" : "backing-off", { reason: message, retryInMs: wait });
       log.warn("cannot connect to relay", {
-        error: err instanceof Error ? err.message : String(err),
+        error: message,
         retryIn: `${(wait / 1000).toFixed(1)}s`,
       });
     }
-    await sleep(wait);
+    await rt.env.sleep(wait);
   }
 }
 
@@ -161,6 +216,8 @@ export function loadOrCreateState(options: DaemonOptions): DaemonState {
   }
   if (options.relay) state.relay = options.relay;
   if (options.ca !== undefined) state.ca = options.ca;
+  if (options.proxy === "env") delete state.proxy;
+  else if (options.proxy !== undefined) state.proxy = options.proxy;
   if (options.services && Object.keys(options.services).length > 0) {
     state.services = options.services;
   }
@@ -225,22 +282,29 @@ function onHello(rt: Runtime, raw: Record<string, unknown>): void {
 }
 
 /** One connection: resolves when the link closes, throws if it cannot be opened. */
-async function connectOnce(rt: Runtime): Promise<void> {
+async function connectOnce(rt: Runtime): Promise<{ code: number; reason: string }> {
   const { state, options } = rt;
   const target: RelayTarget = {
     url: state.relay,
     secret: state.credential,
     ca: state.ca,
-    headers: { "x-od-fingerprint": rt.env.fingerprint },
+    proxy: state.proxy,
+    headers: { "x-od-fingerprint": rt.env.fingerprint, [WINDOWS_HEADER]: "1" },
   };
   const link = await dialLink(target, "/v1/device");
+  if (options.signal?.aborted) { // stopped while dialling: nothing is open yet, nothing to drain
+    link.close(CloseCode.GOING_AWAY, "the daemon is stopping");
+    return { code: CloseCode.GOING_AWAY, reason: "the daemon is stopping" };
+  }
   rt.sync = new PropsSync(link, rt.props);
   const device = new DeviceLink(link, rt.services, (m) => onControl(rt, m));
+  rt.device = device;
   const closed = new Promise<{ code: number; reason: string }>((resolve) => {
     link.onClose = (code, reason) => resolve({ code, reason });
   });
-  const abort = () => link.close(CloseCode.GOING_AWAY, "the daemon is stopping");
-  options.signal?.addEventListener("abort", abort, { once: true });
+  const stop = () =>
+    drain(device, { graceS: rt.options.grace, kill: rt.options.kill, status: rt.status });
+  options.signal?.addEventListener("abort", stop, { once: true });
   const timers = startTimers(rt, device);
   try {
     const hello = await Promise.race([device.hello, closed.then(() => null)]);
@@ -248,21 +312,24 @@ async function connectOnce(rt: Runtime): Promise<void> {
       // The relay closes links silent for 2.5 of its periods: never ping less often than that.
       const m = relayMessage(hello);
       if (m?.t === "hello" && m.keepalive !== undefined) {
-        const own = rt.options.keepalive ?? m.keepalive;
-        timers.keepalive.setPeriod(Math.min(own, m.keepalive) * 1000);
+        rt.keepaliveS = Math.min(rt.options.keepalive ?? m.keepalive, m.keepalive);
+        timers.keepalive.setPeriod(rt.keepaliveS * 1000);
       }
       onHello(rt, hello);
+      if (!options.signal?.aborted) rt.status.set("online");
     }
-    const { code, reason } = await closed;
+    const ended = await closed;
     if (!options.signal?.aborted) {
-      log.warn("link to relay closed", { code, reason: reason || undefined });
+      log.warn("link to relay closed", { code: ended.code, reason: ended.reason || undefined });
     }
+    return ended;
   } finally {
     clearInterval(timers.keyWatch);
     timers.keepalive.stop();
-    options.signal?.removeEventListener("abort", abort);
+    options.signal?.removeEventListener("abort", stop);
     device.closeStreams();
     rt.sync = null;
+    rt.device = null;
   }
 }
 
@@ -289,13 +356,16 @@ function startTimers(rt: Runtime, device: DeviceLink) {
       sendInfo();
     }
   }, HOST_KEY_RECHECK_MS);
+  rt.keepaliveS = rt.options.keepalive ?? DEFAULT_KEEPALIVE_S;
   const keepalive = new Keepalive(
     link,
-    (rt.options.keepalive ?? DEFAULT_KEEPALIVE_S) * 1000,
+    rt.keepaliveS * 1000,
     () => device.lastFrameAt,
     (silentMs) => {
-      log.warn("relay stopped answering; reconnecting", { silentFor: `${silentMs}ms` });
-      link.close(CloseCode.TIMEOUT, "keepalive timeout");
+      log.warn("relay stopped answering; the link is dead, reconnecting", {
+        silentFor: `${silentMs}ms`,
+      });
+      link.close(CloseCode.TIMEOUT, `nothing from the relay for ${Math.round(silentMs / 1000)} s`);
     },
   );
   return { keyWatch, keepalive };

@@ -16,6 +16,7 @@ import {
 } from "../protocol/frame.ts";
 import type { FrameLink } from "../transport/link.ts";
 import { StreamEnd } from "../transport/stream.ts";
+import { LinkScheduler } from "../transport/scheduler.ts";
 import { log } from "../shared/log.ts";
 import { describeTarget, dialService, type ServiceTarget } from "./services.ts";
 
@@ -25,6 +26,8 @@ const MAX_STREAMS = 1024; // the relay enforces the same; this guards against a 
 export class DeviceLink {
   readonly link: FrameLink;
   lastFrameAt = Date.now();
+  /** While set, new tunnels are refused with this reason (the daemon is stopping). */
+  refuseNew: string | null = null;
   /** Resolves with the relay's hello message. */
   readonly hello: Promise<Record<string, unknown>>;
   #services: Map<string, ServiceTarget>;
@@ -33,6 +36,9 @@ export class DeviceLink {
   #resolveHello!: (m: Record<string, unknown>) => void;
 
   #onControl: (message: Record<string, unknown>) => void;
+  // Everything toward the relay goes through the scheduler, so a keystroke's reply never waits
+  // behind more than about one bandwidth-delay product of another stream's data.
+  #scheduler: LinkScheduler;
 
   /**
    * `onControl` gets CONTROL messages other than hello. It is a constructor argument because the
@@ -47,7 +53,14 @@ export class DeviceLink {
     this.#services = services;
     this.#onControl = onControl;
     this.hello = new Promise((resolve) => (this.#resolveHello = resolve));
+    this.#scheduler = new LinkScheduler(link);
     link.onFrame = (raw) => this.#onFrame(raw);
+  }
+
+  /** What the link's scheduler measured (for tests and od status). */
+  get linkState(): { inflight: number; cap: number; rttMs: number | null } {
+    const s = this.#scheduler;
+    return { inflight: s.inflight, cap: s.cap, rttMs: s.rttMs };
   }
 
   /** Closes every stream; called when the link has closed. */
@@ -68,14 +81,15 @@ export class DeviceLink {
     const frame = decodeFrame(raw);
     switch (frame.type) {
       case FrameType.OPEN:
-        return this.#open(frame.stream, frame.service, frame.from);
+        return this.#open(frame.stream, frame.service, frame.from, frame.maxWindow);
       case FrameType.CONTROL:
         if (frame.message.t === "hello") this.#resolveHello(frame.message);
         else this.#onControl(frame.message);
         return;
       case FrameType.PING:
-        return this.link.send(encodePing(FrameType.PONG, frame.nonce));
+        return this.#scheduler.urgent(encodePing(FrameType.PONG, frame.nonce));
       case FrameType.PONG:
+        this.#scheduler.pong(frame.nonce);
         return;
       case FrameType.OPENED:
         throw new Error("the relay sent OPENED, which only devices send");
@@ -93,13 +107,18 @@ export class DeviceLink {
     stream?.handle(frame);
   }
 
-  #open(id: number, service: string, from: string): void {
+  #open(id: number, service: string, from: string, maxWindow?: number): void {
     if (this.#streams.has(id)) throw new Error(`the relay reused stream id ${id}`);
+    if (this.refuseNew) {
+      log.info("refused tunnel", { service, from, reason: "stopping" });
+      this.link.send(encodeReset(id, ResetCode.REFUSED, this.refuseNew));
+      return;
+    }
     const target = this.#services.get(service);
     if (!target) {
       const exposed = [...this.#services.keys()].join(", ") || "none";
       log.info("refused tunnel", { service, from, reason: "not exposed" });
-      this.link.send(encodeReset(
+      this.#scheduler.send(encodeReset(
         id,
         ResetCode.NOT_EXPOSED,
         `the device does not expose service "${service}" (it exposes: ${exposed})`,
@@ -107,7 +126,9 @@ export class DeviceLink {
       return;
     }
     if (this.#streams.size >= MAX_STREAMS) {
-      this.link.send(encodeReset(id, ResetCode.LIMIT, "the device has too many open tunnels"));
+      this.#scheduler.send(
+        encodeReset(id, ResetCode.LIMIT, "the device has too many open tunnels"),
+      );
       return;
     }
     this.#streams.set(id, "dialing");
@@ -117,9 +138,14 @@ export class DeviceLink {
         conn.close();
         return;
       }
-      const stream = new StreamEnd({ id, send: (f) => this.link.send(f), io: conn });
+      const stream = new StreamEnd({
+        id,
+        send: (f, onSent) => this.#scheduler.send(f, onSent),
+        io: conn,
+        maxWindow,
+      });
       this.#streams.set(id, stream);
-      this.link.send(encodeOpened(id));
+      this.#scheduler.urgent(encodeOpened(id));
       stream.start();
       stream.done.then(() => this.#streams.delete(id));
     }, (err) => {
@@ -128,7 +154,7 @@ export class DeviceLink {
       const reason = `cannot connect to service "${service}" at ${describeTarget(target)}: ` +
         (err instanceof Error ? err.message.replace(/ \(os error \d+\)$/, "") : String(err));
       log.warn("tunnel dial failed", { service, from, error: reason });
-      this.link.send(encodeReset(id, ResetCode.DIAL_FAILED, reason));
+      this.#scheduler.send(encodeReset(id, ResetCode.DIAL_FAILED, reason));
     });
   }
 }

@@ -12,17 +12,15 @@ import { callApi, RelayError, type RelayTarget } from "../transport/dial.ts";
 import { OdError } from "../shared/errors.ts";
 import { log } from "../shared/log.ts";
 import { type DaemonState, saveState } from "../store/device_state.ts";
-import { retryAfterMs } from "./retry.ts";
+import { FAST_MAX_MS, retryAfterMs } from "./retry.ts";
 
 /** Retries `fn` on transient relay errors with backoff; other errors end the daemon. */
 async function withRetries<T>(
   what: string,
   fn: () => Promise<T>,
-  backoff: (attempt: number) => number,
-  sleep: (ms: number) => Promise<void>,
-  signal?: AbortSignal,
+  env: EnrollEnv,
 ): Promise<T | null> {
-  for (let attempt = 1; !signal?.aborted; attempt++) {
+  for (let attempt = 1; !env.signal?.aborted; attempt++) {
     try {
       return await fn();
     } catch (err) {
@@ -33,12 +31,17 @@ async function withRetries<T>(
         throw err instanceof RelayError ? new OdError(`cannot ${what}: ${err.message}`) : err;
       }
       if (err.cloneOf) throw err; // the caller switches to the clone flow
-      const wait = Math.max(backoff(attempt), retryAfterMs(err.retryAfter));
+      // A silent network is retried soon, as for the link (retry.ts).
+      const delay = err.failure?.silent
+        ? Math.min(env.backoff(attempt), FAST_MAX_MS)
+        : env.backoff(attempt);
+      const wait = Math.max(delay, retryAfterMs(err.retryAfter));
+      env.onFailure?.(`cannot ${what}: ${err.message}`, wait);
       log.warn(`cannot ${what} yet`, {
         error: err.message,
         retryIn: `${(wait / 1000).toFixed(1)}s`,
       });
-      await sleep(wait);
+      await env.sleep(wait);
     }
   }
   return null;
@@ -51,11 +54,18 @@ export interface EnrollEnv {
   backoff: (attempt: number) => number;
   sleep: (ms: number) => Promise<void>;
   signal?: AbortSignal;
+  /** Told of each failure that will be retried, and how long until the retry. */
+  onFailure?: (message: string, waitMs: number) => void;
 }
 
 /** Enrols a state that has a credential but no device yet. */
 export async function enrollDevice(state: DaemonState, env: EnrollEnv): Promise<void> {
-  const target: RelayTarget = { url: state.relay, secret: state.enrollKey ?? "", ca: state.ca };
+  const target: RelayTarget = {
+    url: state.relay,
+    secret: state.enrollKey ?? "",
+    ca: state.ca,
+    proxy: state.proxy,
+  };
   try {
     const answer = await withRetries(
       `enrol with relay ${state.relay}`,
@@ -65,9 +75,7 @@ export async function enrollDevice(state: DaemonState, env: EnrollEnv): Promise<
           id: state.requestedId ?? null,
           fingerprint: env.fingerprint,
         }) as Promise<{ device: string; account: string }>,
-      env.backoff,
-      env.sleep,
-      env.signal,
+      env,
     );
     if (!answer) return;
     adopt(state, answer, env);
@@ -93,7 +101,12 @@ export async function becomeClone(state: DaemonState, env: EnrollEnv): Promise<v
     delete state.device;
     saveState(env.stateDir, state);
   }
-  const target: RelayTarget = { url: state.relay, secret: state.cloneFrom, ca: state.ca };
+  const target: RelayTarget = {
+    url: state.relay,
+    secret: state.cloneFrom,
+    ca: state.ca,
+    proxy: state.proxy,
+  };
   const answer = await withRetries(
     "enrol this copy as a new device",
     () =>
@@ -101,9 +114,7 @@ export async function becomeClone(state: DaemonState, env: EnrollEnv): Promise<v
         credential: state.credential,
         fingerprint: env.fingerprint,
       }) as Promise<{ device: string; account: string; parent: string }>,
-    env.backoff,
-    env.sleep,
-    env.signal,
+    env,
   );
   if (!answer) return;
   adopt(state, answer, env);

@@ -16,6 +16,7 @@ import {
 import { OdError, UsageError } from "../shared/errors.ts";
 import { DAEMON_OPTIONS, daemonOptions } from "./command.ts";
 import { type DaemonOptions, loadOrCreateState } from "./daemon.ts";
+import { DEFAULT_GRACE_S } from "./stop.ts";
 import { becomeClone, enrollDevice } from "./enroll.ts";
 import { machineFingerprint } from "./fingerprint.ts";
 
@@ -25,16 +26,27 @@ export const DAEMON_UNIT = "od-daemon.service";
 export const DAEMON_ENV_FILE = "/etc/default/od-daemon";
 const DEFAULT_STATE = "/var/lib/od";
 const ENROL_TIMEOUT_MS = 60_000; // a person is waiting; the daemon itself would retry forever
-const PROXY_VARS = ["HTTPS_PROXY", "https_proxy", "NO_PROXY", "no_proxy"];
+const PROXY_VARS = [
+  "HTTPS_PROXY",
+  "https_proxy",
+  "HTTP_PROXY",
+  "http_proxy",
+  "NO_PROXY",
+  "no_proxy",
+];
+// systemd kills what is left this long after the grace period: time to close the link.
+const STOP_SLACK_S = 10;
 
 const INSTALL_USAGE = `Usage: od daemon install --relay URL --key KEY [--id ID] [--state DIR]
                          [--service NAME=TARGET]... [--host-key FILE]... [--ca FILE]
-                         [--keepalive SECONDS] [--print] [--root DIR]
+                         [--proxy URL] [--keepalive SECONDS] [--grace SECONDS]
+                         [--print] [--root DIR]
 
 Enrols this device (as the daemon's first run does) and installs the systemd unit
 ${DAEMON_UNIT}, which runs "od daemon --state DIR" (default ${DEFAULT_STATE}); enables and
 starts it where systemd runs. The key is used once, here; the unit never holds it.
-HTTPS_PROXY and NO_PROXY set now are kept for the service in ${DAEMON_ENV_FILE}.
+HTTPS_PROXY, HTTP_PROXY and NO_PROXY set now are kept for the service in ${DAEMON_ENV_FILE};
+--proxy is kept in the state.
 
 Options (and every od daemon option):
   --print        print the unit and change nothing
@@ -60,6 +72,7 @@ function stateLines(stateDir: string): string[] {
 export function daemonUnit(options: DaemonOptions): Unit {
   const args = ["daemon", "--state", options.stateDir];
   if (options.keepalive !== undefined) args.push("--keepalive", String(options.keepalive));
+  if (options.grace !== undefined) args.push("--grace", String(options.grace));
   for (const [name, target] of Object.entries(options.services ?? {})) {
     args.push("--service", `${name}=${target}`);
   }
@@ -90,7 +103,9 @@ export function daemonUnit(options: DaemonOptions): Unit {
     "Restart=always",
     "RestartSec=15",
     "RestartPreventExitStatus=2",
-    "TimeoutStopSec=10",
+    "# SIGTERM lets open tunnels finish for the grace period (od daemon --grace), so a",
+    "# restart does not cut a command running in an od ssh session.",
+    `TimeoutStopSec=${(options.grace ?? DEFAULT_GRACE_S) + STOP_SLACK_S}`,
     "",
     "[Install]",
     "WantedBy=multi-user.target",

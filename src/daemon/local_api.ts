@@ -1,9 +1,10 @@
 /**
  * The daemon's side of the local socket (protocol/local.ts), through which `od props` on the
- * device reads and edits this device's properties. The state directory is mode 0700, so the
+ * device reads and edits this device's properties and `od status` asks how the daemon is. The state directory is mode 0700, so the
  * socket is usable exactly by whoever may use the state directory.
  */
 import {
+  type DaemonStatus,
   LOCAL_SOCKET as SOCKET,
   type LocalReply,
   MAX_LOCAL_REQUEST as MAX_REQUEST,
@@ -31,6 +32,7 @@ export function serveLocalApi(options: {
   props: LocalProps;
   clockOffset: () => number;
   onEdit: () => void;
+  status: () => DaemonStatus;
   signal?: AbortSignal;
 }): void {
   const path = `${options.stateDir}/${SOCKET}`;
@@ -85,10 +87,11 @@ async function handle(
   conn: Deno.Conn,
   options: Parameters<typeof serveLocalApi>[0],
 ): Promise<void> {
-  let reply: LocalReply;
+  let reply: LocalReply | { ok: true; status: DaemonStatus };
   try {
     const req = parseLocalRequest(JSON.parse(await readLine(conn)));
     if (req.op === "get") reply = { ok: true, props: options.props.view() };
+    else if (req.op === "status") reply = { ok: true, status: options.status() };
     else {
       const props = options.props.edit(req.set, req.rm, options.clockOffset());
       options.onEdit();

@@ -46,6 +46,12 @@ export const MAX_FRAME_SIZE = HEADER_SIZE + MAX_DATA;
 export const STREAM_WINDOW = 1024 * 1024;
 /** Largest window a stream may grow to where all three parties support growing windows. */
 export const MAX_WINDOW = 16 * 1024 * 1024;
+/**
+ * Request header by which a daemon or client says it can grow windows (value "1"). The relay
+ * then tells each end per stream: `maxWindow` in OPEN (to the device) and in OPENED's device
+ * info (to the client). Peers that never say so keep the fixed window and never see BLOCKED.
+ */
+export const WINDOWS_HEADER = "x-od-windows";
 /** The only stream id a client link uses. */
 export const CLIENT_STREAM = 1;
 /** Largest stream id; ids are u32 and never reused within a link. */
@@ -53,7 +59,7 @@ export const MAX_STREAM_ID = 0xffffffff;
 
 /** Frame type codes. */
 export const FrameType = {
-  OPEN: 0x01, //     stream | JSON {service, from}            relay → device
+  OPEN: 0x01, //     stream | JSON {service, from, maxWindow?} relay → device
   OPENED: 0x02, //   stream | (empty) or JSON device info       device → relay → client
   DATA: 0x03, //     stream | bytes (1..MAX_DATA)              both ways
   CREDIT: 0x04, //   stream | u32 bytes granted                both ways
@@ -79,7 +85,14 @@ export const ResetCode = {
 
 /** A decoded frame. */
 export type Frame =
-  | { type: typeof FrameType.OPEN; stream: number; service: string; from: string }
+  | {
+    type: typeof FrameType.OPEN;
+    stream: number;
+    service: string;
+    from: string;
+    /** Where the client can grow windows: how far (absent: the fixed STREAM_WINDOW). */
+    maxWindow?: number;
+  }
   | { type: typeof FrameType.OPENED; stream: number; info: Record<string, unknown> | null }
   | { type: typeof FrameType.DATA; stream: number; data: Uint8Array }
   | { type: typeof FrameType.CREDIT; stream: number; bytes: number }
@@ -117,9 +130,17 @@ function json(type: number, stream: number, value: unknown): Uint8Array {
   return buf;
 }
 
-/** Encodes OPEN: the relay asks the device to dial `service` for stream `stream`. */
-export function encodeOpen(stream: number, service: string, from: string): Uint8Array {
-  return json(FrameType.OPEN, stream, { service, from });
+/**
+ * Encodes OPEN: the relay asks the device to dial `service` for stream `stream`; `maxWindow`
+ * when the stream's windows may grow (both ends and the relay support it).
+ */
+export function encodeOpen(
+  stream: number,
+  service: string,
+  from: string,
+  maxWindow?: number,
+): Uint8Array {
+  return json(FrameType.OPEN, stream, maxWindow ? { service, from, maxWindow } : { service, from });
 }
 
 /** Encodes OPENED: the stream is connected; the relay adds what the client should know. */
@@ -242,7 +263,12 @@ export function decodeFrame(frame: Uint8Array): Frame {
       if (typeof m.service !== "string" || typeof m.from !== "string") {
         throw new ProtocolError("Malformed OPEN frame: service and from must be strings");
       }
-      return { type, stream, service: m.service, from: m.from };
+      const maxWindow = Number.isSafeInteger(m.maxWindow) &&
+          (m.maxWindow as number) > STREAM_WINDOW && (m.maxWindow as number) <= MAX_WINDOW
+        ? m.maxWindow as number
+        : undefined; // absent or out of range: the fixed window
+      const open = { type, stream, service: m.service, from: m.from };
+      return maxWindow === undefined ? open : { ...open, maxWindow };
     }
     case FrameType.OPENED:
       expectLinkStream(stream, "OPENED", false);

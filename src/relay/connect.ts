@@ -8,7 +8,14 @@
  * with OPENED in one write, and a device that refuses (service not exposed, dial failed) is an
  * HTTP refusal with its sentence.
  */
-import { MAX_FRAME_SIZE, ResetCode, SUBPROTOCOL } from "../protocol/frame.ts";
+import {
+  MAX_FRAME_SIZE,
+  MAX_WINDOW,
+  ResetCode,
+  STREAM_WINDOW,
+  SUBPROTOCOL,
+  WINDOWS_HEADER,
+} from "../protocol/frame.ts";
 import { serviceProblem } from "../protocol/names.ts";
 import { fingerprintProblem } from "../protocol/api.ts";
 import { Upgrade } from "../transport/http_server.ts";
@@ -67,6 +74,7 @@ export async function deviceLink(
   // Built before the upgrade: whatever a stored value looks like, encoding fails here or not
   // at all, and the device learns its identity and properties in the 101's write.
   const first = greeting(ctx, device);
+  const windows = req.headers.get(WINDOWS_HEADER) === "1";
   return new Upgrade({
     protocol: SUBPROTOCOL,
     maxMessage: MAX_FRAME_SIZE,
@@ -76,6 +84,7 @@ export async function deviceLink(
       const session = new DeviceSession(device, link, {
         ip,
         limits: ctx.limits,
+        windows,
         hooks: {
           onMessage: (s, message) => handleDaemonMessage(ctx, s, message),
           onClose(s, code, reason) {
@@ -144,7 +153,9 @@ export async function tunnel(
   }
   const session = ctx.hub.get(record.rowid);
   if (!session) {
-    const seen = record.lastSeen === null ? "never connected" : `last seen ${ago(record.lastSeen)}`;
+    // A device that just left may have its last sighting still waiting in the presence batch.
+    const lastSeen = ctx.presence.pendingSeen(record.rowid) ?? record.lastSeen;
+    const seen = lastSeen === null ? "never connected" : `last seen ${ago(lastSeen)}`;
     throw new HttpError(503, `device "${shown}" is offline (${seen})`);
   }
   if (
@@ -158,16 +169,30 @@ export async function tunnel(
   upgradeCheck(req);
   // Who the device is and its sshd host keys, so od pipe can pin them before ssh checks.
   const view = deviceView(ctx.hub, record, {});
-  const opened = { id: view.id, account: view.account, hostKeys: view.hostKeys };
-  const stream = new RelayStream({
-    accountId: key.accountId,
-    keyId: key.id,
-    device: shown,
-    deviceName: record.name,
-    ownerId: record.accountId,
-    service,
-    from: ip,
-  }, opened);
+  // Windows grow only where the client, the device and the relay all can.
+  const growing = session.windows && req.headers.get(WINDOWS_HEADER) === "1";
+  const maxWindow = growing ? MAX_WINDOW : STREAM_WINDOW;
+  // keepalive: the client pings at least this often, or the relay's sweep ends the tunnel.
+  const opened = {
+    id: view.id,
+    account: view.account,
+    hostKeys: view.hostKeys,
+    ...(growing ? { maxWindow } : {}),
+    keepalive: ctx.keepaliveS,
+  };
+  const stream = new RelayStream(
+    {
+      accountId: key.accountId,
+      keyId: key.id,
+      device: shown,
+      deviceName: record.name,
+      ownerId: record.accountId,
+      service,
+      from: ip,
+    },
+    opened,
+    { maxWindow, budgets: [session.budget, ctx.relayBudget] },
+  );
   ctx.hub.addTunnel(stream);
   stream.onEnd = (end) => {
     ctx.hub.removeTunnel(stream);

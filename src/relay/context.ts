@@ -4,6 +4,7 @@ import type { Authenticator } from "./auth.ts";
 import type { EventBus } from "./events.ts";
 import type { Hub } from "./hub.ts";
 import type { AuditWriter } from "./audit.ts";
+import type { Budget } from "./tunnel.ts";
 import type { Admission } from "./admission.ts";
 import type { PresenceWriter } from "./presence.ts";
 import type { SessionAuth } from "./dashboard/session.ts";
@@ -16,8 +17,10 @@ export interface RelayContext {
   events: EventBus;
   audit: AuditWriter;
   limits: RelayLimits;
-  /** Seconds between the daemon's keepalive pings; three silent periods end a link. */
+  /** Seconds between the daemon's keepalive pings; 2.5 silent periods end a link. */
   keepaliveS: number;
+  /** What all streams together may hold in the relay beyond their initial windows. */
+  relayBudget: Budget;
   /** Rate of new device links (admission.ts). */
   admission: Admission;
   /** Batched presence writes (presence.ts). */
@@ -34,4 +37,6 @@ export interface RelayLimits {
   maxPendingOpens: number;
   /** Tunnels open at once with one key. */
   maxTunnelsPerKey: number;
+  /** Bytes one device link's streams may hold in the relay beyond their initial windows. */
+  linkBudget: number;
 }

@@ -21,12 +21,15 @@ import {
   parseDaemonMessage,
 } from "../protocol/control.ts";
 import type { PropChange } from "../protocol/props.ts";
-import type { DeviceSide, RelayStream } from "./tunnel.ts";
+import { Budget, type DeviceSide, type RelayStream } from "./tunnel.ts";
+import { LinkScheduler } from "../transport/scheduler.ts";
 
 /** Limits a device link is held to. */
 export interface SessionLimits {
   /** Streams open at once on one device. */
   maxStreams: number;
+  /** Bytes a device link's streams may hold in the relay beyond their initial windows. */
+  linkBudget: number;
 }
 
 /** Callbacks from a session to the relay. */
@@ -50,6 +53,10 @@ export class DeviceSession implements DeviceSide {
   readonly since = Date.now();
   info: DeviceInfo | null = null;
   lastFrameAt = Date.now();
+  /** Whether the daemon can grow stream windows (it sent x-od-windows). */
+  readonly windows: boolean;
+  /** What this link's streams may hold in the relay beyond their initial windows. */
+  readonly budget: Budget;
 
   #streams = new Map<number, RelayStream>();
   #tokens = CONTROL_BURST;
@@ -58,17 +65,28 @@ export class DeviceSession implements DeviceSide {
   #nextStream = 1;
   #limits: SessionLimits;
   #hooks: SessionHooks;
+  #scheduler: LinkScheduler;
 
   constructor(
     record: DeviceRecord,
     link: FrameLink,
-    options: { ip: string; limits: SessionLimits; hooks: SessionHooks },
+    options: {
+      ip: string;
+      limits: SessionLimits;
+      hooks: SessionHooks;
+      windows?: boolean;
+    },
   ) {
     this.record = record;
     this.link = link;
     this.ip = options.ip;
+    this.windows = options.windows ?? false;
+    this.budget = new Budget(options.limits.linkBudget);
     this.#limits = options.limits;
     this.#hooks = options.hooks;
+    // Everything toward the device goes through the scheduler, so a keystroke never waits
+    // behind more than about one bandwidth-delay product of another stream's data.
+    this.#scheduler = new LinkScheduler(link);
     link.onFrame = (raw) => this.#onFrame(raw);
     this.#infoTimer = setTimeout(() => {
       if (!this.info) this.link.close(CloseCode.TIMEOUT, "no info message within 10 s");
@@ -76,7 +94,9 @@ export class DeviceSession implements DeviceSide {
     link.onClose = (code, reason) => {
       clearTimeout(this.#infoTimer);
       for (const stream of [...this.#streams.values()]) {
-        stream.reset(ResetCode.DEVICE_GONE, `device "${record.name}" disconnected`);
+        // The reason says whether the device went quiet (keepalive) or left on purpose.
+        const why = reason ? ` (${reason})` : "";
+        stream.reset(ResetCode.DEVICE_GONE, `device "${record.name}" disconnected${why}`);
       }
       this.#streams.clear();
       this.#hooks.onClose(this, code, reason);
@@ -88,13 +108,13 @@ export class DeviceSession implements DeviceSide {
    * size (see encodePropsState).
    */
   pushProps(changes: PropChange[]): void {
-    for (const frame of encodePropsState(changes, false)) this.link.send(frame);
+    for (const frame of encodePropsState(changes, false)) this.#scheduler.urgent(frame);
   }
 
   /** Takes the device's new id after a rename and tells the daemon. */
   renamed(name: string): void {
     this.record.name = name; // events, logs and the store watcher use the live session's name
-    this.link.send(encodeRelayMessage({ t: "renamed", device: name }));
+    this.#scheduler.urgent(encodeRelayMessage({ t: "renamed", device: name }));
   }
 
   /** Number of streams open now. */
@@ -119,13 +139,20 @@ export class DeviceSession implements DeviceSide {
     const id = this.#nextStream++;
     this.#streams.set(id, tunnel);
     tunnel.attachDevice(this, id);
-    this.link.send(encodeOpen(id, tunnel.info.service, tunnel.info.from));
+    const maxWindow = tunnel.growing ? tunnel.maxWindow : undefined;
+    this.#scheduler.urgent(encodeOpen(id, tunnel.info.service, tunnel.info.from, maxWindow));
     return true;
   }
 
-  /** Sends a frame on the device link; `onSent` runs once it reached the socket. */
+  /** Sends a frame toward the device, scheduled; `onSent` runs once it reached the socket. */
   send(frame: Uint8Array, onSent?: () => void): void {
-    this.link.send(frame, onSent);
+    this.#scheduler.send(frame, onSent);
+  }
+
+  /** What the link's scheduler measured: bytes in flight, its cap, RTT (for tests, metrics). */
+  get linkState(): { inflight: number; cap: number; rttMs: number | null } {
+    const s = this.#scheduler;
+    return { inflight: s.inflight, cap: s.cap, rttMs: s.rttMs };
   }
 
   /** Forgets a finished stream. */
@@ -155,8 +182,9 @@ export class DeviceSession implements DeviceSide {
     const frame = decodeFrame(raw);
     switch (frame.type) {
       case FrameType.PING:
-        return this.link.send(encodePing(FrameType.PONG, frame.nonce));
+        return this.#scheduler.urgent(encodePing(FrameType.PONG, frame.nonce));
       case FrameType.PONG:
+        this.#scheduler.pong(frame.nonce);
         return;
       case FrameType.CONTROL:
         return this.#onControl(frame.message);
@@ -177,6 +205,7 @@ export class DeviceSession implements DeviceSide {
     // Malformed messages throw ProtocolError, which closes this link only; unknown ones are
     // skipped so newer daemons can add some.
     const parsed = parseDaemonMessage(message);
+    if (parsed?.t === "info") clearTimeout(this.#infoTimer); // idle devices hold no timer
     if (parsed) this.#hooks.onMessage(this, parsed);
   }
 }

@@ -47,6 +47,8 @@ export function streamEvents(ctx: RelayContext, key: KeyInfo, req: Request): Res
     });
   }
   const query = { accountId: key.accountId, device, types };
+  // Events batched for writing (presence) that happened before this request are part of it.
+  if (since !== undefined) ctx.events.flush();
   const stored = since === undefined ? [] : ctx.store.events.query({ ...query, since });
   const line = (e: EventRecord) => encoder.encode(JSON.stringify(eventView(e)) + "\n");
   let stop = () => {};

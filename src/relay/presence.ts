@@ -36,6 +36,11 @@ export class PresenceWriter {
     this.#schedule();
   }
 
+  /** When a note not yet written says the device was last seen, if there is one. */
+  pendingSeen(rowid: number): number | undefined {
+    return this.#seen.get(rowid)?.at;
+  }
+
   /** Number of notes not yet written. */
   get pending(): number {
     return this.#seen.size + this.#infos.size;

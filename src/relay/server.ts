@@ -8,6 +8,7 @@ import { Store } from "../store/store.ts";
 import { CloseCode } from "../transport/link.ts";
 import { ResetCode } from "../protocol/frame.ts";
 import { DEAD_AFTER } from "../transport/keepalive.ts";
+import { Budget } from "./tunnel.ts";
 import { log } from "../shared/log.ts";
 import { errorResponse, HttpError, json } from "./http.ts";
 import { serveHttp, type Upgrade } from "../transport/http_server.ts";
@@ -60,6 +61,8 @@ const WATCH_MS = 1_000; // how quickly revocations made by `od admin` take effec
 const PRUNE_MS = 3_600_000; // retention is in days; hourly pruning is plenty
 const DAY_MS = 86_400_000;
 const SWEEP_MS = 1_000; // one pass over all links finds the silent ones; no timer per link
+/** What clients and daemons are told when the relay stops (SIGTERM, SIGINT, systemctl). */
+const SHUTDOWN_REASON = "the relay is shutting down (restarting or stopped); reconnect shortly";
 
 /** Starts a relay; resolves when it is listening. */
 export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
@@ -69,6 +72,9 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
   const auth = new Authenticator(store, new FailureLimiter());
   const limits: RelayLimits = {
     maxStreams: options.maxStreamsPerDevice ?? 1024,
+    // Growing windows are what these bound: a long fat path needs a few MiB per stream, and
+    // 50 bulk streams to one device must not hold a gigabyte in the relay.
+    linkBudget: 32 * 1024 * 1024,
     maxPendingOpens: 64, // opens a device has not answered; more means it is stuck or attacked
     maxTunnelsPerKey: 512, // an Ansible run with many forks stays far below
   };
@@ -80,6 +86,7 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
     events: new EventBus(store),
     audit: new AuditWriter(store),
     keepaliveS: options.keepalive ?? 15,
+    relayBudget: new Budget(256 * 1024 * 1024),
     admission: new Admission(options.admission),
     presence: new PresenceWriter(store),
     sessions: new SessionAuth(() => store.sessions, { tls: options.tls !== undefined }),
@@ -123,8 +130,10 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
   options.signal?.addEventListener("abort", () => {
     stopMetrics.abort();
     ctx.admission.close();
+    // Clients first, with the reason: closing the devices would tell them "device disconnected".
+    hub.closeTunnels(() => true, SHUTDOWN_REASON, ResetCode.CANCELLED);
     for (const session of [...hub.sessions()]) {
-      session.link.close(CloseCode.GOING_AWAY, "the relay is shutting down");
+      session.link.close(CloseCode.GOING_AWAY, SHUTDOWN_REASON);
     }
   }, { once: true });
 

@@ -230,6 +230,11 @@ export class RelayStream {
     return this.#up.cap > STREAM_WINDOW;
   }
 
+  /** The largest window either end may grow to. */
+  get maxWindow(): number {
+    return this.#up.cap;
+  }
+
   /** Called by the device session once OPEN has been sent with stream id `stream`. */
   attachDevice(device: DeviceSide, stream: number): void {
     this.#device = device;

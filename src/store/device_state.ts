@@ -16,6 +16,8 @@ export interface DaemonState {
   relay: string;
   /** PEM of a private CA for the relay, if any. */
   ca?: string;
+  /** A proxy given with --proxy (URL, or `none` for direct); unset: the environment's. */
+  proxy?: string;
   /** This device's secret; generated locally before enrolling. */
   credential: string;
   /** Set once the relay has confirmed enrolment. */

@@ -1,17 +1,13 @@
 /**
- * Reaching the relay from a daemon or client: API calls with fetch and links with od's own
- * WebSocket client (ws_client.ts), both trusting an optional private CA and honouring
- * HTTPS_PROXY/NO_PROXY. A refused upgrade is read as the relay's JSON sentence.
+ * Reaching the relay from a daemon or client: API calls with od's HTTP client and links with
+ * its WebSocket client, both opened by connection.ts (proxy from the environment or given
+ * explicitly, CONNECT, TLS with an optional private CA). A refused upgrade or request is read as
+ * the relay's JSON sentence; a failure to connect names the proxy or the relay that failed.
  */
 import { SUBPROTOCOL } from "../protocol/frame.ts";
-import { proxyFor } from "./proxy.ts";
-import {
-  HandshakeError,
-  openWebSocket,
-  ProxyError,
-  TlsError,
-  UpgradeRefused,
-} from "./ws_client.ts";
+import { openWebSocket, UpgradeRefused } from "./ws_client.ts";
+import { httpRequest } from "./http_client.ts";
+import { DialError } from "./dial_error.ts";
 import type { SocketLink } from "./socket_link.ts";
 
 /** Where the relay is and how to talk to it. */
@@ -24,6 +20,8 @@ export interface RelayTarget {
   ca?: string;
   /** Extra request headers (the daemon's machine fingerprint). */
   headers?: Record<string, string>;
+  /** An explicit proxy URL, `none` for a direct connection, unset for the environment's. */
+  proxy?: string;
 }
 
 /** A refusal or failure reaching the relay, with the relay's sentence when it gave one. */
@@ -37,30 +35,20 @@ export class RelayError extends Error {
     readonly retryAfter: number | null = null,
     /** For a copied device state: the device it was copied from (header x-od-clone-of). */
     readonly cloneOf: string | null = null,
+    /** For status 0: which hop failed and how. */
+    readonly failure: DialError | null = null,
   ) {
     super(message);
   }
 }
 
-const HANDSHAKE_TIMEOUT_MS = 15_000; // a relay that takes longer is unreachable for practical use
-const clients = new Map<string, Deno.HttpClient>();
-
-/** The HTTP client trusting `ca`, shared per CA; undefined for the system roots only. */
-function httpClient(ca?: string): Deno.HttpClient | undefined {
-  if (!ca) return undefined;
-  let client = clients.get(ca);
-  if (!client) {
-    client = Deno.createHttpClient({ caCerts: [ca] });
-    clients.set(ca, client);
-  }
-  return client;
-}
-
-/** Closes the shared HTTP clients so a finished process leaves no resources open. */
-export function closeHttpClients(): void {
-  for (const c of clients.values()) c.close();
-  clients.clear();
-}
+/**
+ * A connection attempt (TCP, proxy, TLS, upgrade or response head) gives up after this long:
+ * shorter than the default 15 s keepalive period, so a daemon never waits on one attempt longer
+ * than it would take to notice a dead link, and long enough for a TLS handshake through a proxy
+ * on a slow mobile link.
+ */
+export const CONNECT_TIMEOUT_MS = 10_000;
 
 function headers(target: RelayTarget): Record<string, string> {
   return {
@@ -70,44 +58,22 @@ function headers(target: RelayTarget): Record<string, string> {
   };
 }
 
+/** The sentence for a failure to reach the relay. */
 function unreachable(target: RelayTarget, err: unknown): RelayError {
-  if (err instanceof ProxyError || err instanceof HandshakeError) {
-    return new RelayError(`cannot reach relay at ${target.url}: ${err.message}`, 0);
-  }
-  if (err instanceof TlsError) {
-    const hint = /certificate|UnknownIssuer|issuer|verif/i.test(err.message)
-      ? "; pass the relay's CA with --ca or OD_CA"
-      : "";
+  if (err instanceof DialError) {
     return new RelayError(
-      `cannot reach relay at ${target.url}: TLS failed (${err.message})${hint}`,
+      `cannot reach relay at ${target.url}: ${err.message}`,
       0,
+      null,
+      null,
+      err,
     );
   }
-  // fetch says only "fetch failed"; the reason is in the cause chain.
-  let detail = err instanceof Error ? err.message : String(err);
-  for (let e = err; e instanceof Error && e.cause; e = e.cause) {
-    if (e.cause instanceof Error) detail = e.cause.message;
-  }
-  const proxy = proxyFor(new URL(target.url));
-  const tls = new URL(target.url).protocol === "https:";
-  const cause = proxy && /unsuccessful tunnel/i.test(detail)
-    ? `the proxy ${proxy.host} refused to open a tunnel (${
-      proxy.username
-        ? "check the user and password in the proxy URL"
-        : `if it requires a login, give it as http://USER:PASSWORD@${proxy.host} in HTTPS_PROXY`
-    })`
-    : /refused/i.test(detail)
-    ? "connection refused"
-    : /closed during the handshake/i.test(detail)
-    ? "the relay closed the connection during the handshake"
-    : tls && /certificate|UnknownIssuer|tls/i.test(detail) // never for http://
-    ? `TLS failed (${detail.replace(/^.*?: /, "")}); pass the relay's CA with --ca or OD_CA`
-    : /dns|lookup|resolve/i.test(detail)
-    ? "host name not found"
-    : /timed? ?out|aborted/i.test(detail)
-    ? "timed out"
-    : detail.replace(/ \(os error \d+\)$/, "");
-  return new RelayError(`cannot reach relay at ${target.url}: ${cause}`, 0);
+  const detail = (err instanceof Error ? err.message : String(err)).replace(
+    / \(os error \d+\)$/,
+    "",
+  );
+  return new RelayError(`cannot reach relay at ${target.url}: ${detail}`, 0);
 }
 
 /** Calls a JSON API endpoint; resolves to the parsed body or throws RelayError. */
@@ -118,21 +84,30 @@ export async function callApi(
   body?: unknown,
 ): Promise<unknown> {
   let res: Response;
+  const timeout = AbortSignal.timeout(CONNECT_TIMEOUT_MS + 20_000); // a stalled body ends too
   try {
-    res = await fetch(new URL(path, target.url), {
+    res = await httpRequest({
+      url: new URL(path, target.url),
       method,
       headers: {
         ...headers(target),
         ...(body === undefined ? {} : { "content-type": "application/json" }),
       },
       body: body === undefined ? undefined : JSON.stringify(body),
-      client: httpClient(target.ca),
-      signal: AbortSignal.timeout(HANDSHAKE_TIMEOUT_MS),
+      ca: target.ca,
+      proxy: target.proxy,
+      timeoutMs: CONNECT_TIMEOUT_MS,
+      signal: timeout,
     });
   } catch (err) {
     throw unreachable(target, err);
   }
-  const text = await res.text();
+  let text: string;
+  try {
+    text = await res.text();
+  } catch (err) {
+    throw unreachable(target, err);
+  }
   let parsed: unknown = null;
   try {
     parsed = text === "" ? null : JSON.parse(text);
@@ -182,7 +157,8 @@ export async function dialLink(
       protocol: SUBPROTOCOL,
       headers: headers(target),
       ca: target.ca,
-      timeoutMs: HANDSHAKE_TIMEOUT_MS,
+      proxy: target.proxy,
+      timeoutMs: CONNECT_TIMEOUT_MS,
     });
   } catch (err) {
     if (!(err instanceof UpgradeRefused)) throw unreachable(target, err);
@@ -204,9 +180,13 @@ export async function openStream(
 ): Promise<Response> {
   let res: Response;
   try {
-    res = await fetch(new URL(path, target.url), {
+    res = await httpRequest({
+      url: new URL(path, target.url),
+      method: "GET",
       headers: headers(target),
-      client: httpClient(target.ca),
+      ca: target.ca,
+      proxy: target.proxy,
+      timeoutMs: CONNECT_TIMEOUT_MS,
       signal,
     });
   } catch (err) {

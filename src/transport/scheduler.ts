@@ -25,6 +25,10 @@ const MIN_CAP = 16 * 1024; // never less, so a slow link still carries a frame a
 const MAX_CAP = 64 * 1024 * 1024; // a 5 Gbit/s × 100 ms path; beyond, socket buffers rule
 const STARTUP_GAIN = 2.885; // 2/ln 2: doubles the delivery rate each round trip (BBR)
 const STEADY_GAIN = 1.25; // finds spare capacity; the excess queues at most a quarter RTT
+// Acknowledgements are late by the peers' processing and the timers' granularity, which the
+// path's minimum RTT does not show: the cap allows this much more time's worth of data, so a
+// fast link (a LAN, loopback) keeps a few frames in the pipeline; on slow links it is a few KiB.
+const ACK_JITTER_MS = 2;
 const RATE_WINDOW_ROUNDS = 10; // the delivery rate is the best of the last ten round trips
 const RTT_WINDOW_MS = 10_000; // the path's RTT is the least seen in ten seconds
 const LIGHT = 16 * 1024; // a stream with at most this much queued goes first
@@ -40,6 +44,13 @@ interface StreamQueue {
   frames: Queued[];
   bytes: number;
   deficit: number;
+}
+
+interface RateSample {
+  round: number;
+  rate: number;
+  /** Taken while there was less to send than the cap allowed: a lower bound only. */
+  appLimited: boolean;
 }
 
 interface Probe {
@@ -63,17 +74,32 @@ export class LinkScheduler {
   #lastProbeCounter = 0;
   #cap = INITIAL_CAP;
   #rtts: { at: number; rtt: number }[] = [];
-  #rates: { round: number; rate: number }[] = [];
+  #rates: RateSample[] = [];
   #round = 0;
   #roundEnd = 0; // the round ends when bytes up to here are acknowledged
   #startup = true;
   #plateauRounds = 0;
+  #roundLoaded = false; // the cap held data back during this round
   #bestStartupRate = 0;
   #capLimited = false;
   #pumping = false;
 
   constructor(link: FrameLink) {
     this.#link = link;
+  }
+
+  /**
+   * Sends any frame where it belongs: a stream's DATA and EOF behind that stream's earlier
+   * ones; everything else ahead of all data (a RESET also drops what its stream had queued).
+   */
+  send(frame: Uint8Array, onSent?: () => void): void {
+    const type = frame[0];
+    const id = frame.length >= HEADER_SIZE
+      ? new DataView(frame.buffer, frame.byteOffset, HEADER_SIZE).getUint32(1)
+      : 0;
+    if (type === FrameType.DATA || type === FrameType.EOF) return this.stream(id, frame, onSent);
+    if (type === FrameType.RESET) this.drop(id);
+    this.urgent(frame, onSent);
   }
 
   /** Sends a frame ahead of every stream's data: control, credit, pongs, resets, opens. */
@@ -137,9 +163,11 @@ export class LinkScheduler {
     return this.#rtts.length === 0 ? null : Math.min(...this.#rtts.map((r) => r.rtt));
   }
 
-  /** The best recent delivery rate (bytes per second), or 0 before it is known. */
+  /** The best recent delivery rate (bytes per second), or 0 while it is not known. */
   get rate(): number {
-    return Math.max(0, ...this.#rates.map((r) => r.rate));
+    let best = 0;
+    for (const r of this.#rates) if (!r.appLimited && r.rate > best) best = r.rate;
+    return best;
   }
 
   #onAck(probe: Probe): void {
@@ -152,8 +180,10 @@ export class LinkScheduler {
     const interval = now - probe.ackTimeAtSend;
     if (interval > 0) {
       const rate = ((this.#acked - probe.ackedAtSend) * 1000) / interval;
-      // A sample taken while the sender had too little to send says little about the path.
-      if (!probe.appLimited || rate > this.rate) this.#rates.push({ round: this.#round, rate });
+      // A sample taken while the sender had too little to send says little about the path,
+      // unless it beats what is known.
+      const appLimited = probe.appLimited && rate <= this.rate;
+      this.#rates.push({ round: this.#round, rate, appLimited });
     }
     this.#lastAckAt = now;
     if (this.#acked >= this.#roundEnd) this.#nextRound();
@@ -166,7 +196,9 @@ export class LinkScheduler {
     while (this.#rates.length > 0 && this.#rates[0].round < this.#round - RATE_WINDOW_ROUNDS) {
       this.#rates.shift();
     }
-    if (this.#startup) {
+    const loaded = this.#roundLoaded;
+    this.#roundLoaded = false;
+    if (this.#startup && loaded) {
       // Leave startup once three round trips in a row brought less than a quarter more rate.
       const rate = this.rate;
       if (rate >= this.#bestStartupRate * 1.25) {
@@ -179,8 +211,12 @@ export class LinkScheduler {
   #updateCap(): void {
     const rtt = this.rttMs;
     const rate = this.rate;
-    if (rtt === null || rate === 0) return;
-    const bdp = (rate * rtt) / 1000;
+    // Nothing measured under load (an idle link): start over from the initial cap.
+    if (rtt === null || rate === 0) {
+      this.#cap = INITIAL_CAP;
+      return;
+    }
+    const bdp = (rate * (rtt + ACK_JITTER_MS)) / 1000;
     const gain = this.#startup ? STARTUP_GAIN : STEADY_GAIN;
     this.#cap = Math.min(MAX_CAP, Math.max(MIN_CAP, gain * bdp));
   }
@@ -192,11 +228,13 @@ export class LinkScheduler {
       for (const u of this.#urgent.splice(0)) this.#hand(u);
       this.#capLimited = false;
       while (this.#order.length > 0) {
-        const next = this.#peek();
-        if (this.inflight > 0 && this.inflight + next.frame.length > this.#cap) {
+        // Like a congestion window: send while below the cap (the last frame may overshoot it).
+        if (this.inflight >= this.#cap) {
           this.#capLimited = true;
+          this.#roundLoaded = true;
           break;
         }
+        const next = this.#peek();
         this.#take();
         this.#hand(next);
         this.#maybeProbe(false);
@@ -248,7 +286,10 @@ export class LinkScheduler {
   }
 
   #hand(item: Queued): void {
-    this.#sent += item.frame.length;
+    // Pings and pongs are not counted: otherwise each side's answer to a probe would be new
+    // data for the other to probe, and the two would ping-pong forever.
+    const type = item.frame[0];
+    if (type !== FrameType.PING && type !== FrameType.PONG) this.#sent += item.frame.length;
     this.#link.send(item.frame, item.onSent);
   }
 
@@ -274,11 +315,6 @@ export class LinkScheduler {
     this.#lastProbeCounter = this.#sent;
     this.#link.send(encodePing(FrameType.PING, nonce));
   }
-}
-
-/** True for frames that belong in a stream's queue (data and its end, in order). */
-export function isStreamFrame(frame: Uint8Array): boolean {
-  return frame.length >= HEADER_SIZE && (frame[0] === FrameType.DATA || frame[0] === FrameType.EOF);
 }
 
 function writeCounter(nonce: Uint8Array, n: number): void {
