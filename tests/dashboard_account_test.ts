@@ -65,6 +65,13 @@ Deno.test("the audit log pages by 100 rows newest first and filters by device; r
   await using browser = await startBrowser();
   const page = await browser.page();
   await signIn(page, relay.url, full);
+  // The sign-in's own row is written within a second: wait for it, so the pages hold still.
+  await eventually("the sign-in's audit row", async () => {
+    const [row] = (await call(relay, full, "GET", "/v1/audit?order=newest&limit=1")).body as {
+      reason: string;
+    }[];
+    return row?.reason === "signed in to the dashboard";
+  });
   await page.click("header nav a[href='/audit']");
   await page.waitForSelector("#audit-rows tbody tr");
   const devices = () =>
