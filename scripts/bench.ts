@@ -16,10 +16,12 @@
  *    direct connections through the same link (scripts/bench/links.ts).
  * 7. with a fleet of 10,000 and 18,000 idle devices: relay memory and idle CPU, tunnel opens,
  *    `od list`, and a reconnect storm after kill -9 (scripts/bench/scale.ts).
+ * 8. the web dashboard in chromium: first rows of the devices page with 10,000 devices online,
+ *    next to one device (scripts/bench/dashboard.ts).
  *
  * `--only core` runs figures 1–4, `--only ssh` figure 5, `--only links` figure 6, `--only fleet`
  * figure 7 (sizes from `--fleet-sizes 10000,18000`: the first gets every figure, the others
- * memory only); without
+ * memory only), `--only dashboard` figure 8 (at the first fleet size); without
  * `--only` all run. Every process and server it starts is stopped on the way out, also when a
  * step fails.
  */
@@ -33,6 +35,7 @@ import { plainPerSocket, relayPerDevice } from "./bench/memory.ts";
 import { sshFigures } from "./bench/ssh.ts";
 import { linksFigures } from "./bench/links.ts";
 import { fleetFigures } from "./bench/scale.ts";
+import { dashboardFigures } from "./bench/dashboard.ts";
 import {
   clockTicks,
   emit,
@@ -182,7 +185,7 @@ async function memoryFigures(ca: TestCa) {
 }
 
 /** The groups of figures `--only` can pick. */
-const SUITES = ["core", "ssh", "links", "fleet"] as const;
+const SUITES = ["core", "ssh", "links", "fleet", "dashboard"] as const;
 const FLEET_SIZES = [10_000, 18_000]; // the issue's sizes; 18,000 fits 20,000 descriptors
 type Suite = (typeof SUITES)[number];
 
@@ -236,6 +239,7 @@ async function main(suites: Set<Suite>, sizes: number[]): Promise<void> {
   if (suites.has("ssh")) await sshFigures(ca, ticks);
   if (suites.has("links")) await linksFigures(dir, ticks);
   if (suites.has("fleet")) await fleetFigures(ca, ticks, sizes);
+  if (suites.has("dashboard")) await dashboardFigures(sizes[0]);
   progress(`done in ${Math.round((performance.now() - started) / 1000)} s`);
 }
 

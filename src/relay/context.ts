@@ -7,6 +7,7 @@ import type { AuditWriter } from "./audit.ts";
 import type { Budget } from "./tunnel.ts";
 import type { Admission } from "./admission.ts";
 import type { PresenceWriter } from "./presence.ts";
+import type { SessionAuth } from "./dashboard/session.ts";
 
 /** The relay's shared state, passed to handlers. */
 export interface RelayContext {
@@ -24,6 +25,8 @@ export interface RelayContext {
   admission: Admission;
   /** Batched presence writes (presence.ts). */
   presence: PresenceWriter;
+  /** Dashboard sessions (dashboard/session.ts). */
+  sessions: SessionAuth;
 }
 
 /** Limits on what peers control. */

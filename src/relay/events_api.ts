@@ -58,6 +58,11 @@ export function streamEvents(ctx: RelayContext, key: KeyInfo, req: Request): Res
       if (!follow) return controller.close();
       const unsubscribe = ctx.events.subscribe({
         ...query,
+        keyId: key.id,
+        end() {
+          stop();
+          controller.close(); // the key was revoked: the stream ends like a finished one
+        },
         push(e) {
           if ((controller.desiredSize ?? 0) < -MAX_BEHIND) {
             stop();

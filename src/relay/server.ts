@@ -22,6 +22,7 @@ import { route } from "./routes.ts";
 import { Admission, type AdmissionOptions } from "./admission.ts";
 import { metrics, serveMetrics } from "./relay_metrics.ts";
 import { PresenceWriter } from "./presence.ts";
+import { SessionAuth } from "./dashboard/session.ts";
 
 /** Options for runRelay. */
 export interface RelayOptions {
@@ -95,6 +96,7 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
     relayBudget: new Budget(256 * 1024 * 1024),
     admission: new Admission(options.admission),
     presence: new PresenceWriter(store),
+    sessions: new SessionAuth(() => store.sessions, { tls: options.tls !== undefined }),
   };
   const requests = new RequestLimiter();
   const trusted = new Set(options.trustedProxies ?? []);
@@ -105,6 +107,7 @@ export async function runRelay(options: RelayOptions): Promise<RunningRelay> {
     store.events.prune(before);
     store.props.pruneTombstones(before);
     store.audit.prune(Date.now() - auditRetentionMs);
+    store.sessions.prune(Date.now());
   };
   prune();
 
@@ -251,6 +254,7 @@ function watchRevocations(ctx: RelayContext): ReturnType<typeof setInterval> {
     fresh.forEach((id) => handled.add(id));
     const revoked = new Set(fresh);
     const n = ctx.hub.closeTunnels((t) => revoked.has(t.info.keyId), "the key was revoked");
+    ctx.events.endKeys(revoked, "the key was revoked"); // od events and dashboard pages
     log.info("keys revoked", { keys: fresh.join(","), tunnelsClosed: n });
   }, WATCH_MS);
 }

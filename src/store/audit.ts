@@ -40,6 +40,12 @@ export interface AuditQuery {
   device?: string;
   since?: number;
   limit?: number;
+  /** Only rows with a larger id (paging oldest first). */
+  afterId?: number;
+  /** Only rows with a smaller id (paging newest first). */
+  beforeId?: number;
+  /** Newest first (the dashboard's order) instead of oldest first. */
+  newest?: boolean;
 }
 
 /** Queries on the audit log. */
@@ -79,7 +85,7 @@ export class Audit {
     });
   }
 
-  /** Rows matching the query, oldest first. */
+  /** Rows matching the query, oldest first (or newest first). */
   query(q: AuditQuery): AuditRow[] {
     const where: string[] = [];
     const params: (string | number)[] = [];
@@ -95,9 +101,18 @@ export class Audit {
       where.push("a.at >= ?");
       params.push(q.since);
     }
+    if (q.afterId !== undefined) {
+      where.push("a.id > ?");
+      params.push(q.afterId);
+    }
+    if (q.beforeId !== undefined) {
+      where.push("a.id < ?");
+      params.push(q.beforeId);
+    }
     const sql = `SELECT a.*, x.name AS account, o.name AS owner FROM audit a
       LEFT JOIN accounts x ON x.id = a.account_id LEFT JOIN accounts o ON o.id = a.owner_id
-      ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY a.id LIMIT ?`;
+      ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+      ORDER BY a.id${q.newest ? " DESC" : ""} LIMIT ?`;
     const rows = statement(this.#db, sql).all(...params, q.limit ?? 100_000) as Record<
       string,
       unknown

@@ -7,6 +7,7 @@ import { Props } from "./props.ts";
 import { Events } from "./events.ts";
 import { Shares } from "./shares.ts";
 import { Audit } from "./audit.ts";
+import { Sessions } from "./sessions_sync.ts";
 
 /** An open store; close it when done. */
 export class Store {
@@ -16,6 +17,7 @@ export class Store {
   readonly events: Events;
   readonly shares: Shares;
   readonly audit: Audit;
+  readonly sessions: Sessions;
   readonly #db: DatabaseSync;
 
   private constructor(db: DatabaseSync) {
@@ -26,6 +28,7 @@ export class Store {
     this.events = new Events(db);
     this.shares = new Shares(db);
     this.audit = new Audit(db);
+    this.sessions = new Sessions(db);
   }
 
   /** Opens (and with `create`, creates) the store in `dataDir`, migrating it if needed. */
