@@ -18,10 +18,13 @@
  *    `od list`, and a reconnect storm after kill -9 (scripts/bench/scale.ts).
  * 8. through two relays of a mesh on PostgreSQL: tunnel throughput and open latency, next to
  *    the same through one relay of that mesh (scripts/bench/mesh.ts).
+ * 9. the web dashboard in chromium: first rows of the devices page with 10,000 devices online,
+ *    next to one device (scripts/bench/dashboard.ts).
  *
  * `--only core` runs figures 1–4, `--only ssh` figure 5, `--only links` figure 6, `--only fleet`
  * figure 7 (sizes from `--fleet-sizes 10000,18000`: the first gets every figure, the others
- * memory only), `--only mesh` figure 8; without `--only` all run. Every process and server it starts is stopped on the way out, also when a
+ * memory only), `--only mesh` figure 8, `--only dashboard` figure 9 (at the first fleet size);
+ * without `--only` all run. Every process and server it starts is stopped on the way out, also when a
  * step fails.
  */
 import { parseArgs } from "node:util";
@@ -35,6 +38,7 @@ import { sshFigures } from "./bench/ssh.ts";
 import { linksFigures } from "./bench/links.ts";
 import { fleetFigures } from "./bench/scale.ts";
 import { meshFigures } from "./bench/mesh.ts";
+import { dashboardFigures } from "./bench/dashboard.ts";
 import {
   clockTicks,
   emit,
@@ -184,7 +188,7 @@ async function memoryFigures(ca: TestCa) {
 }
 
 /** The groups of figures `--only` can pick. */
-const SUITES = ["core", "ssh", "links", "fleet", "mesh"] as const;
+const SUITES = ["core", "ssh", "links", "fleet", "mesh", "dashboard"] as const;
 const FLEET_SIZES = [10_000, 18_000]; // the issue's sizes; 18,000 fits 20,000 descriptors
 type Suite = (typeof SUITES)[number];
 
@@ -239,6 +243,7 @@ async function main(suites: Set<Suite>, sizes: number[]): Promise<void> {
   if (suites.has("links")) await linksFigures(dir, ticks);
   if (suites.has("fleet")) await fleetFigures(ca, ticks, sizes);
   if (suites.has("mesh")) await meshFigures(ticks);
+  if (suites.has("dashboard")) await dashboardFigures(sizes[0]);
   progress(`done in ${Math.round((performance.now() - started) / 1000)} s`);
 }
 

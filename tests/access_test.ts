@@ -1,7 +1,7 @@
 /**
  * Role checks, account separation and sharing, exercised on the relay's HTTP and WebSocket
- * endpoints directly with every kind of key; revocation of keys and shares closing live pipes;
- * and the audit rows all of it leaves.
+ * endpoints directly with every kind of key and with dashboard sessions of client and full keys;
+ * revocation of keys and shares closing live pipes; and the audit rows all of it leaves.
  */
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
 import { eventually, od, Proc, tempDir } from "./_harness.ts";
@@ -16,17 +16,61 @@ import {
   startRelay,
 } from "./_fleet.ts";
 import { generateCredential } from "../src/protocol/keys.ts";
-import { type Access, ROUTES } from "../src/relay/routes.ts";
+import { acceptsSession, type Route, ROUTES } from "../src/relay/routes.ts";
+import { CSRF_HEADER, type SessionInfo } from "../src/protocol/dashboard.ts";
 
-/** Who calls: a kind of key, a device credential, or nobody. */
-type Caller = "none" | "unknown" | "device" | "client" | "full" | "device-credential";
+/** Who calls: a kind of key, a device credential, a dashboard session, or nobody. */
+type Caller =
+  | "none"
+  | "unknown"
+  | "device"
+  | "client"
+  | "full"
+  | "device-credential"
+  | "client-session"
+  | "full-session";
 
-/** Whether a route's access admits a caller. */
-function admits(access: Access, caller: Caller): boolean {
+/** Pages that answer a client key's session 403 (the shell then says why). */
+const FULL_PAGES = ["/keys", "/audit"];
+
+/** Whether a route admits a caller. */
+function admits(route: Route, caller: Caller): boolean {
+  const { access } = route;
+  if (caller.endsWith("-session")) {
+    const role = caller.replace("-session", "");
+    if (access === "none") return !(FULL_PAGES.includes(route.path) && role === "client");
+    if (access === "session") return true;
+    if (typeof access !== "object") return false;
+    return acceptsSession(route) && (access as readonly string[]).includes(role);
+  }
   if (access === "none") return true;
   if (access === "device-credential") return caller === "device-credential";
   if (access === "mesh-peer") return false; // relays only, by the mesh key (tests/mesh_test.ts)
+  if (access === "session") return false;
   return (access as readonly string[]).includes(caller);
+}
+
+/** A dashboard session: the cookie to send and the CSRF token its page would send. */
+interface TestSession {
+  cookie: string;
+  csrf: string;
+}
+
+/** Signs in to the dashboard with `key`, as the page does. */
+async function session(relay: Relay, key: string): Promise<TestSession> {
+  const res = await fetch(`${relay.url}/v1/session`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${key}`, origin: relay.url },
+  });
+  const info = await res.json() as SessionInfo;
+  assertEquals(res.status, 201, JSON.stringify(info));
+  const cookie = res.headers.get("set-cookie")!.split(";")[0];
+  return { cookie, csrf: info.csrf };
+}
+
+/** Headers of a request made by the dashboard's page with `s`. */
+function pageHeaders(relay: Relay, s: TestSession): Record<string, string> {
+  return { cookie: s.cookie, origin: relay.url, [CSRF_HEADER]: s.csrf };
 }
 
 /** Calls the relay with a bearer secret; returns the status and parsed body. */
@@ -100,6 +144,15 @@ Deno.test("every role sees and reaches exactly what it may", async (t) => {
       );
       assertEquals(matrix, {
         "GET /": "none",
+        "GET /device/:device": "none",
+        "GET /shares": "none",
+        "GET /keys": "none",
+        "GET /audit": "none",
+        "GET /assets/app.js": "none",
+        "GET /assets/app.css": "none",
+        "POST /v1/session": "client|full",
+        "GET /v1/session": "none",
+        "DELETE /v1/session": "session",
         "GET /v1/health": "none",
         "GET /v1/device": "device-credential",
         "GET /v1/mesh": "mesh-peer",
@@ -121,6 +174,13 @@ Deno.test("every role sees and reaches exactly what it may", async (t) => {
         "DELETE /v1/shares/:share": "full",
         "GET /v1/audit": "full",
       });
+      // Where a dashboard session stands for its key: every route for account keys but the
+      // WebSocket ones, enrolment and signing in.
+      const keyRoutes = ROUTES.filter((r) => typeof r.access === "object");
+      assertEquals(
+        keyRoutes.filter((r) => !acceptsSession(r)).map((r) => `${r.method} ${r.path}`),
+        ["GET /v1/tunnel", "POST /v1/enroll", "POST /v1/session"],
+      );
     });
 
     await t.step("every route of the table admits exactly the roles it names", async () => {
@@ -131,17 +191,26 @@ Deno.test("every role sees and reaches exactly what it may", async (t) => {
         ["a client key", a.clientKey, "client"],
         ["a full key", aFull, "full"],
         ["a device credential", cred, "device-credential"],
+        ["a client key's session", "", "client-session"],
+        ["a full key's session", "", "full-session"],
       ];
+      const sessions = async () => ({
+        "client-session": await session(relay, a.clientKey),
+        "full-session": await session(relay, aFull),
+      } as Record<string, TestSession>);
+      let open = await sessions();
       let n = 0;
       for (const route of ROUTES) {
         // Parameters that name nothing, so an admitted call changes nothing.
         const path = route.path.replace(":device", "nope-1").replace(":key", "key-0000000000")
           .replace(":share", "999999");
         for (const [who, secret, caller] of callers) {
+          const s = open[caller];
           const res = await fetch(`${relay.url}${path}`, {
             method: route.method,
             headers: {
               ...(secret ? { authorization: `Bearer ${secret}` } : {}),
+              ...(s ? pageHeaders(relay, s) : {}),
               "x-od-protocol": "od.1", // so WebSocket routes get as far as the credentials
               "x-forwarded-for": `198.51.100.${n++ % 250}`, // failures are throttled per address
               "content-type": "application/json",
@@ -151,15 +220,58 @@ Deno.test("every role sees and reaches exactly what it may", async (t) => {
           const text = await res.text();
           const what = `${route.method} ${route.path} with ${who}: ${res.status} ${text}`;
           ok(res.status < 500, what);
-          if (admits(route.access, caller)) {
+          if (admits(route, caller)) {
             ok(res.status !== 401 && res.status !== 403, `admitted: ${what}`);
           } else {
             ok(res.status === 401 || res.status === 403, `refused: ${what}`);
-            ok(typeof JSON.parse(text).error === "string", `one sentence: ${what}`);
+            const body = route.action === "page" ? null : JSON.parse(text);
+            ok(route.action === "page" || typeof body.error === "string", `one sentence: ${what}`);
           }
         }
+        if (route.action === "sign-out") open = await sessions(); // the walk signed them out
       }
     });
+
+    await t.step(
+      "a session's changes need the relay's Origin and the session's CSRF token",
+      async () => {
+        const s = await session(relay, aFull);
+        const patch = (headers: Record<string, string>) =>
+          fetch(`${relay.url}/v1/devices/edge-2/props`, {
+            method: "PATCH",
+            headers: { "content-type": "application/json", ...headers },
+            body: JSON.stringify({ set: { x: "1" } }),
+          }).then(async (r) => [r.status, (await r.json()).error ?? "ok"]);
+        const good = pageHeaders(relay, s);
+        const origin = "a change through a session must come from the relay's own pages";
+        const csrf = "the request's CSRF token is missing or wrong; reload the page";
+        const cases: [string, Record<string, string>, [number, string]][] = [
+          ["no CSRF token", { cookie: s.cookie, origin: relay.url }, [403, csrf]],
+          ["another session's token", {
+            ...good,
+            [CSRF_HEADER]: (await session(relay, aFull)).csrf,
+          }, [
+            403,
+            csrf,
+          ]],
+          ["no Origin", { cookie: s.cookie, [CSRF_HEADER]: s.csrf }, [403, origin]],
+          ["another origin", { ...good, origin: "http://127.0.0.1:1" }, [403, origin]],
+          ["a cross-site fetch", { ...good, "sec-fetch-site": "same-site" }, [403, origin]],
+          ["a malformed cookie", { ...good, cookie: "od_session=x" }, [
+            401,
+            "the session cookie is malformed",
+          ]],
+          ["the page itself", good, [200, "ok"]],
+        ];
+        for (const [what, headers, expected] of cases) {
+          assertEquals(await patch(headers), expected, what);
+        }
+        // Reading needs neither: the browser does not send a cross-site request's cookie.
+        const read = await fetch(`${relay.url}/v1/devices`, { headers: { cookie: s.cookie } });
+        assertEquals(read.status, 200);
+        await read.body?.cancel();
+      },
+    );
 
     await t.step("other accounts are told their devices do not exist", async () => {
       const cases: [string, string, string, string, unknown, number][] = [
@@ -258,6 +370,14 @@ Deno.test("every role sees and reaches exactly what it may", async (t) => {
         const env = clientEnv(relay, added.body.key, `${dir}/cfg-${how}`);
         const pipe = livePipe(env, "edge-1");
         await pipe.flowing();
+        // Its event stream (od events, a dashboard page) ends too.
+        const giveUp = new AbortController();
+        const events = await fetch(`${relay.url}/v1/events?follow=1`, {
+          headers: { authorization: `Bearer ${added.body.key}` },
+          signal: giveUp.signal,
+        });
+        const streamEnded = events.text().then(() => Date.now(), () => Infinity);
+        const bound = setTimeout(() => giveUp.abort(), 10_000);
         const revokedAt = Date.now();
         if (how === "api") {
           assertEquals(
@@ -273,6 +393,9 @@ Deno.test("every role sees and reaches exactly what it may", async (t) => {
         const end = await pipe.ended;
         ok(end.at - revokedAt < 5000, `${how}: pipe ended after ${end.at - revokedAt} ms`);
         match(end.stderr, /the key was revoked/);
+        const streamAt = await streamEnded;
+        clearTimeout(bound);
+        ok(streamAt - revokedAt < 5000, `${how}: events ended after ${streamAt - revokedAt} ms`);
         assertEquals((await call(relay, added.body.key, "GET", "/v1/devices")).status, 401);
       }
     });

@@ -155,7 +155,7 @@ pgTest("three relays starting at once migrate the empty database once", async (p
     [0, 1, 2].map(() => openStore(pg.tcpUrl, { passwordFile: file })),
   );
   try {
-    assertEquals((await pg.psql("SELECT version FROM schema_version", "od")).trim(), "5");
+    assertEquals((await pg.psql("SELECT version FROM schema_version", "od")).trim(), "6");
     assertEquals((await pg.psql("SELECT count(*) FROM schema_version", "od")).trim(), "1");
     await stores[0].accounts.create("acme");
     assertEquals((await stores[2].accounts.list()).map((a) => a.name), ["acme"]);

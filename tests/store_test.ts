@@ -19,6 +19,7 @@ import {
 } from "./_stores.ts";
 import { od } from "./_harness.ts";
 import { CASES_MORE } from "./_store_cases.ts";
+import { DASHBOARD_CASES } from "./_store_dashboard_cases.ts";
 
 const CASES: Case[] = [
   {
@@ -309,6 +310,7 @@ const CASES: Case[] = [
     },
   },
   ...CASES_MORE,
+  ...DASHBOARD_CASES,
 ];
 
 /** Runs every case as one step against fresh places from `fresh`. */

@@ -310,5 +310,7 @@ Connect from your machine:
   ${od} login --relay ${url} --key ${created.clientKey}
   ${od} list
   ${od} ssh root@DEVICE
+
+Or open the dashboard at ${url.replace(/\/$/, "")}/ and sign in with the client key.
 `);
 }

@@ -10,6 +10,7 @@ import type { PresenceWriter } from "./presence.ts";
 import type { Membership } from "./membership.ts";
 import type { PropsMirror } from "./props_push.ts";
 import type { Mesh } from "./mesh.ts";
+import type { SessionAuth } from "./dashboard/session.ts";
 
 /** The relay's shared state, passed to handlers. */
 export interface RelayContext {
@@ -39,6 +40,8 @@ export interface RelayContext {
   mirror: PropsMirror;
   /** Links to the other relays of the store (mesh.ts). */
   mesh: Mesh;
+  /** Dashboard sessions (dashboard/session.ts). */
+  sessions: SessionAuth;
 }
 
 /** Limits on what peers control. */

@@ -15,6 +15,9 @@ export interface Subscriber {
   device?: string;
   types?: string[];
   push(event: EventRecord): void;
+  /** The key that subscribed, and how to end the subscription when that key is revoked. */
+  keyId?: string;
+  end?(reason: string): void;
 }
 
 /** The public JSON form of an event. */
@@ -137,6 +140,24 @@ export class EventBus {
   subscribe(s: Subscriber): () => void {
     this.#subscribers.add(s);
     return () => this.#subscribers.delete(s);
+  }
+
+  /** Ends the subscriptions made with any of these keys (they were revoked); returns how many. */
+  endKeys(keyIds: ReadonlySet<string>, reason: string): number {
+    let n = 0;
+    for (const s of [...this.#subscribers]) {
+      if (s.keyId === undefined || !keyIds.has(s.keyId)) continue;
+      this.#subscribers.delete(s);
+      s.end?.(reason);
+      n++;
+    }
+    return n;
+  }
+
+  /** Whether a live subscriber (od events, a dashboard page) was opened with key `keyId`. */
+  listensWith(keyId: string): boolean {
+    for (const s of this.#subscribers) if (s.keyId === keyId) return true;
+    return false;
   }
 
   /** Number of live subscribers. */

@@ -54,7 +54,11 @@ export async function streamEvents(
   // deliver is sent once.
   const early: EventRecord[] = [];
   let push: (e: EventRecord) => void = (e) => early.push(e);
-  const unsubscribe = follow ? ctx.events.subscribe({ ...query, push: (e) => push(e) }) : () => {};
+  let endedEarly = false; // the key was revoked before the stream started
+  let end: () => void = () => (endedEarly = true);
+  const unsubscribe = follow
+    ? ctx.events.subscribe({ ...query, keyId: key.id, push: (e) => push(e), end: () => end() })
+    : () => {};
   let stored: EventRecord[];
   try {
     // Events batched for writing (presence) that happened before this request are part of it.
@@ -77,7 +81,12 @@ export async function streamEvents(
           controller.error(new Error("subscriber fell too far behind"));
         } else if (!sent.has(e.id)) controller.enqueue(line(e));
       };
+      end = () => {
+        stop();
+        controller.close(); // the key was revoked: the stream ends like a finished one
+      };
       for (const e of early.splice(0)) push(e);
+      if (endedEarly) return end();
       const heartbeat = setInterval(() => controller.enqueue(encoder.encode("\n")), HEARTBEAT_MS);
       stop = () => {
         unsubscribe();

@@ -132,12 +132,29 @@ function parseLimit(value: string | null): number {
   return n;
 }
 
-/** GET /v1/audit?device=&since=&limit=: the account's audit rows (as actor or device owner). */
+/** Parses a row id cursor (`after`, `before`); undefined when absent. */
+function parseCursor(params: URLSearchParams, name: string): number | undefined {
+  const value = params.get(name);
+  if (value === null) return undefined;
+  if (!/^\d{1,15}$/.test(value)) {
+    throw new HttpError(400, `${name} must be an audit row id`);
+  }
+  return Number(value);
+}
+
+/**
+ * GET /v1/audit?device=&since=&limit=[&order=newest][&after=ID|&before=ID]: the account's audit
+ * rows (as actor or device owner), oldest first or newest first, a page after or before a row.
+ */
 export async function listAudit(
   ctx: RelayContext,
   key: KeyInfo,
   params: URLSearchParams,
 ): Promise<Response> {
+  const order = params.get("order") ?? "oldest";
+  if (order !== "oldest" && order !== "newest") {
+    throw new HttpError(400, "order must be oldest or newest");
+  }
   const since = params.get("since");
   const sinceMs = since === null
     ? undefined
@@ -152,6 +169,9 @@ export async function listAudit(
     device: params.get("device") ?? undefined,
     since: sinceMs,
     limit: parseLimit(params.get("limit")),
+    afterId: parseCursor(params, "after"),
+    beforeId: parseCursor(params, "before"),
+    newest: order === "newest",
   });
   return json(rows.map(auditView));
 }

@@ -11,8 +11,8 @@ import { shareAllowsService, shareCovers } from "./access.ts";
 import type { RelayStream } from "./tunnel.ts";
 
 /**
- * Closes the tunnels opened with key `keyId` if it is revoked or gone, and logs it; returns how
- * many. `announced` says the feed told of a change to the key (the key is then read even when
+ * Closes the tunnels opened with key `keyId` if it is revoked or gone (and ends its event
+ * streams), and logs it; returns how many tunnels. `announced` says the feed told of a change to the key (the key is then read even when
  * no tunnel here uses it, so the log shows every revocation this relay has taken in).
  */
 export async function closeIfRevoked(
@@ -22,10 +22,12 @@ export async function closeIfRevoked(
 ): Promise<number> {
   let uses = false;
   for (const t of ctx.hub.tunnels()) uses ||= t.info.keyId === keyId;
-  if (!uses && !announced) return 0;
+  if (!uses && !announced && !ctx.events.listensWith(keyId)) return 0;
   const key = await ctx.store.accounts.keyById(keyId);
   if (key !== null && key.revokedAt === null) return 0;
   const n = ctx.hub.closeTunnels((t) => t.info.keyId === keyId, "the key was revoked");
+  // `od events` and dashboard pages of the key end too: they must not go on receiving events.
+  ctx.events.endKeys(new Set([keyId]), "the key was revoked");
   log.info("keys revoked", { keys: keyId, tunnelsClosed: n });
   return n;
 }

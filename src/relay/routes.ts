@@ -5,6 +5,11 @@
  * the audit log; a device's own credential opens its link and enrols its clones — and
  * tests/access_test.ts walks it with every kind of caller.
  *
+ * The web dashboard (src/relay/dashboard) adds its pages, assets and session endpoints. A
+ * dashboard session cookie stands for the key it was opened with on every route for account
+ * keys except the WebSocket ones, enrolment and signing in (acceptsSession); routes whose access
+ * is "session" take nothing else. A request with an Authorization header is judged by that alone.
+ *
  * The router authenticates before any handler runs (a WebSocket endpoint checks the protocol
  * version first, so a mismatched peer learns that before anything else), records who and what
  * for the audit row as soon as it is known, and turns a malformed path escape or request body
@@ -23,6 +28,8 @@ import { getDevice, listDevices, patchProps, removeDevice, renameDevice, whoami 
 import { clone, enroll } from "./enroll.ts";
 import { deviceLink, tunnel } from "./connect.ts";
 import { streamEvents } from "./events_api.ts";
+import { DASHBOARD_ROUTES } from "./dashboard/routes.ts";
+import type { Session } from "./dashboard/session.ts";
 import {
   addKey,
   addShare,
@@ -34,10 +41,11 @@ import {
 } from "./manage_api.ts";
 
 /**
- * Who may call a route: anyone, a device's own credential, account keys of these roles, or only
- * another relay of the mesh (proving the mesh key; no account key or credential counts).
+ * Who may call a route: anyone, a device's own credential, a dashboard session only, account
+ * keys of these roles (and sessions of them, where acceptsSession says so), or only another
+ * relay of the mesh (proving the mesh key; no account key, credential or session counts).
  */
-export type Access = "none" | "device-credential" | "mesh-peer" | readonly KeyRole[];
+export type Access = "none" | "device-credential" | "session" | "mesh-peer" | readonly KeyRole[];
 
 /** What a handler gets: the request, its decoded path parameters and who is calling. */
 export interface Call {
@@ -50,6 +58,8 @@ export interface Call {
   key: KeyInfo;
   /** The device, on routes for a device credential. */
   device: DeviceRecord;
+  /** The dashboard session, when one authenticated the call. */
+  session?: Session;
 }
 
 /** One route. */
@@ -71,7 +81,6 @@ const ANY_KEY: readonly KeyRole[] = ["client", "device", "full"];
 
 /** Every route of the relay. */
 export const ROUTES: readonly Route[] = [
-  { method: "GET", path: "/", access: "none", action: "index", handler: () => index() },
   { method: "GET", path: "/v1/health", access: "none", action: "health", handler: () => health() },
   {
     method: "GET",
@@ -209,6 +218,7 @@ export const ROUTES: readonly Route[] = [
     action: "audit",
     handler: (c) => listAudit(c.ctx, c.key, c.query),
   },
+  ...DASHBOARD_ROUTES,
 ];
 
 /** What each path parameter may look like before it is decoded. */
@@ -226,10 +236,6 @@ const compiled = ROUTES.map((route) => {
   });
   return { route, names, re: new RegExp(`^${source}$`) };
 });
-
-function index(): Response {
-  return new Response(`od relay ${VERSION}\n`, { headers: { "content-type": "text/plain" } });
-}
 
 function health(): Response {
   const body: Health = { ok: true, version: VERSION, protocol: SUBPROTOCOL };
@@ -254,6 +260,15 @@ export function findRoute(method: string, pathname: string): { route: Route; raw
   throw new HttpError(404, `no such endpoint: ${method} ${pathname.slice(0, 200)}`);
 }
 
+/**
+ * True if a dashboard session may stand for an account key on `route`: never on WebSockets (a
+ * page on another site can open one with the browser's cookies), enrolment or signing in.
+ */
+export function acceptsSession(route: Route): boolean {
+  return typeof route.access === "object" && !route.websocket &&
+    route.action !== "enroll" && route.action !== "sign-in";
+}
+
 /** Routes one request; `audit` collects who and what for the audit row. */
 export async function route(
   ctx: RelayContext,
@@ -275,6 +290,13 @@ export async function route(
   const call = { ctx, req, audit, params, query: url.searchParams } as Call;
   if (route.access === "device-credential") {
     call.device = await ctx.auth.device(req, audit.ip, audit);
+  } else if (
+    route.access === "session" ||
+    (acceptsSession(route) && !req.headers.has("authorization") && ctx.sessions.present(req))
+  ) {
+    const roles = route.access === "session" ? ["client", "full"] as const : route.access;
+    call.session = await ctx.sessions.check(req, roles as readonly KeyRole[], audit);
+    call.key = call.session.key;
   } else if (route.access !== "none" && route.access !== "mesh-peer") {
     call.key = await ctx.auth.key(req, audit.ip, [...route.access], audit);
   }

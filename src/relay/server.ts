@@ -31,6 +31,7 @@ import { liveRelays } from "./whereabouts.ts";
 import { OdError } from "../shared/errors.ts";
 import { Mesh } from "./mesh.ts";
 import { MeshStreamLink } from "./mesh_link.ts";
+import { SessionAuth } from "./dashboard/session.ts";
 
 /** Options for runRelay. */
 export interface RelayOptions {
@@ -138,6 +139,7 @@ async function serveWith(
     meshUrl,
     heartbeatMs,
     mirror: new PropsMirror(),
+    sessions: new SessionAuth(() => store.sessions, { tls: options.tls !== undefined }),
   } as Omit<RelayContext, "members" | "mesh" | "presence"> as RelayContext;
   ctx.presence = new PresenceWriter(store, {
     get id() {
@@ -161,6 +163,7 @@ async function serveWith(
       await store.events.prune(before);
       await store.props.pruneTombstones(before);
       await store.audit.prune(Date.now() - auditRetentionMs);
+      await store.sessions.prune(Date.now());
     } catch (err) {
       log.warn("cannot prune old events and audit rows", { error: err });
     }

@@ -3,7 +3,8 @@
  * the event log and the audit log into an EMPTY PostgreSQL store, in one transaction on the
  * target, keeping every id and every key and credential hash, so keys keep working and devices
  * reconnect with the credentials they hold. Relays and device links are not copied: they
- * describe running relays, and every device starts offline on the new store.
+ * describe running relays, and every device starts offline on the new store. Dashboard sessions
+ * are not copied either: people sign in again.
  *
  * The source is read from one snapshot, which does not block a running relay; but what it
  * writes afterwards is not copied, so stop the relay first. The copy checks the row counts of

@@ -150,6 +150,11 @@ export interface AuditQuery {
   accountId?: number;
   device?: string;
   since?: number;
-  afterId?: number;
   limit?: number;
+  /** Only rows with a larger id (paging oldest first). */
+  afterId?: number;
+  /** Only rows with a smaller id (paging newest first). */
+  beforeId?: number;
+  /** Newest first (the dashboard's order) instead of oldest first. */
+  newest?: boolean;
 }

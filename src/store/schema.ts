@@ -173,4 +173,17 @@ export const MIGRATIONS: readonly string[] = [
       VALUES ('links', NEW.device_id, NEW.relay_id, NEW.generation);
   END;
   `,
+  // 6: dashboard sessions (src/relay/dashboard): the SHA-256 of each session's cookie secret, the
+  // key it was opened with (a session dies with its key: revoked keys are checked on every use,
+  // deleted keys take their sessions along), and when it ends.
+  `
+  CREATE TABLE sessions (
+    hash        BLOB    NOT NULL PRIMARY KEY,
+    key_id      TEXT    NOT NULL REFERENCES keys(id) ON DELETE CASCADE,
+    created_at  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL
+  );
+  CREATE INDEX sessions_key ON sessions(key_id, created_at);
+  CREATE INDEX sessions_expires ON sessions(expires_at);
+  `,
 ];

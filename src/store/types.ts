@@ -25,6 +25,7 @@ import type {
   NewAccount,
   Share,
 } from "./records.ts";
+import type { SessionRecord } from "./sessions.ts";
 import type { KeyRole } from "../protocol/keys.ts";
 import type { PropChange, PropValue } from "../protocol/props.ts";
 import type { Filter } from "../protocol/filter.ts";
@@ -41,6 +42,7 @@ export type {
   EventRecord,
   KeyInfo,
   NewAccount,
+  SessionRecord,
   Share,
 };
 export { CloneDetected, ConflictError } from "./records.ts";
@@ -223,6 +225,18 @@ export interface AuditStore {
   prune(before: number): Promise<number>;
 }
 
+/** Dashboard sessions, by the SHA-256 of their cookie secret (src/store/sessions.ts). */
+export interface SessionStore {
+  /** Stores a new session of a key; ends the key's oldest beyond MAX_SESSIONS_PER_KEY. */
+  create(hash: Uint8Array, keyId: string, createdAt: number, expiresAt: number): Promise<void>;
+  /** The session and its key (revoked or not), or null; expired ones are returned too. */
+  find(hash: Uint8Array): Promise<SessionRecord | null>;
+  /** Ends a session; false if there was none. */
+  remove(hash: Uint8Array): Promise<boolean>;
+  /** Deletes sessions expired by `now` and those of revoked keys. */
+  prune(now?: number): Promise<number>;
+}
+
 /** A relay as it heartbeats. */
 export interface RelayRecord {
   id: string;
@@ -285,6 +299,7 @@ export interface StoreScope {
   readonly shares: ShareStore;
   readonly audit: AuditStore;
   readonly relays: RelayStore;
+  readonly sessions: SessionStore;
 }
 
 /**

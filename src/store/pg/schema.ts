@@ -193,4 +193,15 @@ export const PG_MIGRATIONS: readonly string[] = [
       OR NEW.generation IS DISTINCT FROM OLD.generation)
     EXECUTE FUNCTION od_links_changed();
   `,
+  // 6: dashboard sessions, as in SQLite's migration 6
+  `
+  CREATE TABLE sessions (
+    hash        BYTEA   PRIMARY KEY,
+    key_id      TEXT    COLLATE "C" NOT NULL REFERENCES keys(id) ON DELETE CASCADE,
+    created_at  BIGINT  NOT NULL,
+    expires_at  BIGINT  NOT NULL
+  );
+  CREATE INDEX sessions_key ON sessions(key_id, created_at);
+  CREATE INDEX sessions_expires ON sessions(expires_at);
+  `,
 ];

@@ -100,6 +100,7 @@ export class PgStore implements Store {
   readonly shares: StoreScope["shares"];
   readonly audit: StoreScope["audit"];
   readonly relays: StoreScope["relays"];
+  readonly sessions: StoreScope["sessions"];
   readonly #ctx: PgContext;
   readonly #executor: PgExecutor;
   readonly #feed: PgFeed;
@@ -119,6 +120,7 @@ export class PgStore implements Store {
     this.shares = scope.shares;
     this.audit = scope.audit;
     this.relays = scope.relays;
+    this.sessions = scope.sessions;
   }
 
   /** Connects and migrates; StoreError with one sentence (never the password) if it cannot. */

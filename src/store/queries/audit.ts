@@ -41,7 +41,7 @@ export class AuditQueries implements AuditStore {
     await this.#e.tx((e) => Promise.all(entries.map((entry) => e.run(sql, auditParams(entry)))));
   }
 
-  /** Rows matching the query, oldest first. */
+  /** Rows matching the query, oldest first (or newest first). */
   async query(q: AuditQuery): Promise<AuditRow[]> {
     // No row names a device with a NUL (PostgreSQL's text cannot even be asked for one).
     if (q.device?.includes("\0")) return [];
@@ -63,10 +63,15 @@ export class AuditQueries implements AuditStore {
       where.push("a.id > ?");
       params.push(q.afterId);
     }
+    if (q.beforeId !== undefined) {
+      where.push("a.id < ?");
+      params.push(q.beforeId);
+    }
     const sql = `SELECT a.id, a.${COLUMNS.replace(/,\s*/g, ", a.")}, x.name AS account,
       o.name AS owner FROM audit a
       LEFT JOIN accounts x ON x.id = a.account_id LEFT JOIN accounts o ON o.id = a.owner_id
-      ${where.length ? `WHERE ${where.join(" AND ")}` : ""} ORDER BY a.id LIMIT ?`;
+      ${where.length ? `WHERE ${where.join(" AND ")}` : ""}
+      ORDER BY a.id${q.newest ? " DESC" : ""} LIMIT ?`;
     const rows = await this.#e.all<Record<string, unknown>>(sql, [
       ...params,
       q.limit ?? DEFAULT_LIMIT,

@@ -8,6 +8,7 @@ import { EventQueries } from "./events.ts";
 import { ShareQueries } from "./shares.ts";
 import { AuditQueries } from "./audit.ts";
 import { RelayQueries } from "./relays.ts";
+import { SessionQueries } from "./sessions.ts";
 
 /** The queries of every aspect over `e`; `heartbeatMs` is the relays' heartbeat interval. */
 export function scopeOf(e: Executor, heartbeatMs: number): StoreScope {
@@ -19,5 +20,6 @@ export function scopeOf(e: Executor, heartbeatMs: number): StoreScope {
     shares: new ShareQueries(e),
     audit: new AuditQueries(e),
     relays: new RelayQueries(e, heartbeatMs),
+    sessions: new SessionQueries(e),
   };
 }

@@ -36,6 +36,7 @@ export class SqliteStore implements Store {
   readonly shares: StoreScope["shares"];
   readonly audit: StoreScope["audit"];
   readonly relays: StoreScope["relays"];
+  readonly sessions: StoreScope["sessions"];
   readonly #db: DatabaseSync;
   readonly #gate: Gate;
   readonly #executor: SqliteExecutor;
@@ -57,6 +58,7 @@ export class SqliteStore implements Store {
     this.shares = scope.shares;
     this.audit = scope.audit;
     this.relays = scope.relays;
+    this.sessions = scope.sessions;
   }
 
   /** Opens (and with `create`, creates) the store in `dataDir`, migrating it; StoreError if not. */
