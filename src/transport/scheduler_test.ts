@@ -80,7 +80,8 @@ Deno.test("busy streams share the link fairly, in turns", async () => {
     arrived.filter((f) => f.type === FrameType.DATA).reduce((n, f) => n + f.size - HEADER_SIZE, 0);
   while (payload() < 60 * 64 * 1024 && Date.now() < deadline) await idle();
   assertEquals(payload(), 60 * 64 * 1024);
-  // Until one stream is done, neither is ever more than two turns (2 × 64 KiB) ahead.
+  // Until one stream is done, neither is ever more than three turns (3 × 64 KiB) ahead: a turn
+  // may carry up to two quanta, and pieces change size with the cap.
   const sent = { 1: 0, 2: 0 } as Record<number, number>;
   let worst = 0;
   for (const f of arrived) {
@@ -90,7 +91,7 @@ Deno.test("busy streams share the link fairly, in turns", async () => {
       worst = Math.max(worst, Math.abs(sent[1] - sent[2]));
     }
   }
-  ok(worst <= 2 * 64 * 1024 + 2 * HEADER_SIZE, `one stream got ${worst} bytes ahead`);
+  ok(worst <= 3 * 64 * 1024, `one stream got ${worst} bytes ahead`);
   close(a, b);
 });
 
