@@ -45,9 +45,10 @@ Deno.test("a keystroke-sized echo under a bulk transfer stays below a bound that
     await using echo = await odEcho(fleet.env);
     viaOd = await echoUnderBulk(echo, bulk, plan);
   }
-  // Two round trips over the direct baseline: room for about a bandwidth-delay product queued
-  // ahead of the keystroke on the device link, and for a busy machine.
-  const bound = percentile(direct, 99) + 2 * rtt;
+  // Four round trips over the direct baseline: room for about a bandwidth-delay product queued
+  // ahead of the keystroke on the device link, and for a busy machine; a fixed 1 MiB window
+  // still exceeds it several times over (checked below).
+  const bound = percentile(direct, 99) + 4 * rtt;
   const fixedWindow = rtt + drainMs(MiB, link.rate); // 1 MiB ahead of the keystroke
   console.log(
     `link ${link.rate / 1e6} Mbit/s, ${link.delayMs} ms each way; echo under bulk: ` +

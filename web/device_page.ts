@@ -115,7 +115,7 @@ function propsSection(
     a < b ? -1 : 1
   );
   const relay = Object.entries(d.props).filter(([k]) => k.startsWith("on:"));
-  const send = async (body: unknown, done: string) => {
+  const send = async (body: unknown, done: string): Promise<boolean> => {
     try {
       const r = await api<PropsResult>(
         "PATCH",
@@ -123,8 +123,10 @@ function propsSection(
         body,
       );
       changed(r.props, done);
+      return true;
     } catch (err) {
       replace(status, message((err as Error).message));
+      return false;
     }
   };
   const rows = user.map(([k, v]) => {
@@ -188,7 +190,12 @@ function propsSection(
           const k = newKey.value.trim();
           const problem = keyProblem(k) ?? valueProblem(k, newValue.value);
           if (problem) return replace(status, message(problem));
-          send({ set: { [k]: newValue.value } }, `set ${k}`);
+          send({ set: { [k]: newValue.value } }, `set ${k}`).then((ok) => {
+            if (!ok) return;
+            // Added: the reload that follows must not bring the typed pair back (keepTyped).
+            newKey.value = "";
+            newValue.value = "";
+          });
         },
       }, "Add"),
     ),
@@ -275,6 +282,28 @@ async function auditSection(d: Device): Promise<HTMLElement | null> {
   );
 }
 
+/**
+ * Remembers what was typed into the inputs under `root` (by id or label) and where the focus
+ * was; the returned function puts both back into the re-rendered page. A reload that lands while
+ * someone types (after their own edit, or an event) then loses nothing.
+ */
+function keepTyped(root: HTMLElement): () => void {
+  const name = (i: HTMLInputElement) => i.id || i.getAttribute("aria-label") || "";
+  const typed = new Map<string, string>();
+  for (const i of root.querySelectorAll("input")) {
+    if (name(i) && i.value !== i.defaultValue) typed.set(name(i), i.value);
+  }
+  const active = document.activeElement;
+  const focused = active instanceof HTMLInputElement && root.contains(active) ? name(active) : "";
+  return () => {
+    for (const i of root.querySelectorAll("input")) {
+      const value = typed.get(name(i));
+      if (value !== undefined) i.value = value;
+      if (focused && name(i) === focused) i.focus();
+    }
+  };
+}
+
 /** Renders the page of device `ref` into `root`. */
 export function devicePage(root: HTMLElement, [ref]: string[]): () => void {
   let closed = false;
@@ -299,6 +328,7 @@ export function devicePage(root: HTMLElement, [ref]: string[]): () => void {
       auditSection(d).catch((err) => message((err as Error).message)),
     ]);
     if (closed) return;
+    const restore = keepTyped(root);
     replace(
       root,
       h("p", {}, h("a", { href: "/", "data-link": true }, "← Devices")),
@@ -328,6 +358,7 @@ export function devicePage(root: HTMLElement, [ref]: string[]): () => void {
         validate: (name: string) => idProblem(name),
       }),
     );
+    restore();
   };
   const reloadSoon = () => {
     clearTimeout(timer);

@@ -76,6 +76,7 @@ export interface HttpServer {
 }
 
 const READ_CHUNK = 4 * 1024; // an HTTP request head fits; bodies stream through it
+const BODY_READ = 64 * 1024; // largest read for a body of known length
 const HEAD_TIMEOUT_MS = 10_000; // a client that sends no complete head in 10 s is dropped
 const IDLE_TIMEOUT_MS = 60_000; // keep-alive connections idle longer are closed
 const BODY_TIMEOUT_MS = 30_000; // a body that stalls this long ends the request
@@ -213,10 +214,13 @@ class Connection {
     }
   }
 
-  async #read(): Promise<Uint8Array | null> {
-    const chunk = new Uint8Array(READ_CHUNK);
+  async #read(size = READ_CHUNK): Promise<Uint8Array | null> {
+    const chunk = new Uint8Array(size);
     const n = await this.#conn.read(chunk).catch(() => null);
-    return n === null ? null : chunk.subarray(0, n);
+    if (n === null) return null;
+    // A short read of a large buffer is copied out, so a client that trickles a body a byte at
+    // a time cannot make each byte hold a whole buffer.
+    return size > READ_CHUNK && n < size / 4 ? chunk.slice(0, n) : chunk.subarray(0, n);
   }
 
   /** Serves one request; returns whether the connection may carry another. */
@@ -342,7 +346,9 @@ class Connection {
     }
     const timer = setTimeout(() => this.abort(), BODY_TIMEOUT_MS);
     try {
-      const chunk = await this.#read();
+      // A body of known length is read in pieces up to its size (at most BODY_READ), not 4 KiB
+      // at a time: fewer reads and fewer buffers left for the collector under a flood.
+      const chunk = await this.#read(Math.max(READ_CHUNK, Math.min(max, BODY_READ)));
       if (chunk && chunk.length > max) {
         this.#buf = chunk.subarray(max);
         return chunk.subarray(0, max);
