@@ -13,9 +13,10 @@
  * 2. The next frame is chosen across streams: control frames, credit and resets first; then a
  *    stream with little queued (a keystroke, a request) before streams with a lot (transfers);
  *    those share fairly among themselves (deficit round robin).
- * 3. On a slow link a transfer's DATA goes out in pieces of an eighth of the cap (at least
- *    4 KiB): a whole 64 KiB frame is 65 ms at 8 Mbit/s, and whatever is chosen next waits until
- *    the frame before it has crossed. Fast links, whose cap is MiBs, keep whole frames.
+ * 3. On a link measured to be slow a transfer's DATA goes out in pieces of an eighth of the cap
+ *    (at least 4 KiB): a whole 64 KiB frame is 65 ms at 8 Mbit/s, and whatever is chosen next
+ *    waits until the frame before it has crossed. Fast links, whose cap is MiBs, and links not
+ *    measured yet keep whole frames.
  *
  * Peers of every version answer PINGs, so this needs nothing new on the wire.
  */
@@ -252,6 +253,9 @@ export class LinkScheduler {
 
   /** The largest DATA payload handed over at once, from the cap (see the module comment). */
   #piece(): number {
+    // Only a link measured to be slow is worth the extra frames: before a delivery rate is known
+    // (and while a sender is held back by its peer rather than the link) whole frames go.
+    if (this.rate === 0) return MAX_DATA;
     return Math.min(MAX_DATA, Math.max(MIN_PIECE, Math.floor(this.#cap / PIECES_PER_CAP)));
   }
 

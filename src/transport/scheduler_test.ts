@@ -11,15 +11,23 @@ import { type FrameLink, linkPair } from "./link.ts";
 import { LinkScheduler } from "./scheduler.ts";
 
 /** A scheduler on one end of an in-memory link, and what arrives at the other end. */
-function setup(answerDelayMs: number | null) {
+function setup(answerDelayMs: number | null, bytesPerSecond = Infinity) {
   const [a, b] = linkPair();
   const scheduler = new LinkScheduler(a);
   const arrived: { type: number; stream: number; size: number }[] = [];
+  // With a rate, each PING is answered as if the bytes before it had crossed a link that slow:
+  // what the scheduler measures is then that rate.
+  let due = 0;
+  let bytes = 0;
   b.onFrame = (raw) => {
     const f = decodeFrame(raw);
     arrived.push({ type: f.type, stream: f.stream, size: raw.length });
+    bytes += raw.length;
     if (f.type === FrameType.PING && answerDelayMs !== null) {
-      setTimeout(() => b.send(encodePing(FrameType.PONG, f.nonce)), answerDelayMs);
+      due = Math.max(due, performance.now()) + (bytes / bytesPerSecond) * 1000;
+      bytes = 0;
+      const wait = due - performance.now() + answerDelayMs;
+      setTimeout(() => b.send(encodePing(FrameType.PONG, f.nonce)), wait);
     }
   };
   a.onFrame = (raw) => {
@@ -134,17 +142,19 @@ Deno.test("a stream's queued frames are forgotten when it is dropped", async () 
   close(a, b);
 });
 
-Deno.test("on a slow link a transfer goes in pieces of an eighth of the cap, intact and in order", async () => {
-  const { a, b, scheduler, arrived } = setup(30);
+Deno.test("on a link measured to be slow a transfer goes in pieces, intact and in order", async () => {
+  const { a, b, scheduler, arrived } = setup(20, 2_000_000); // 16 Mbit/s, 20 ms
   const got: Uint8Array[] = [];
   const onFrame = b.onFrame!;
+  let maxCap = 0;
   b.onFrame = (raw) => {
+    maxCap = Math.max(maxCap, scheduler.cap);
     onFrame(raw);
     const f = decodeFrame(raw);
     if (f.type === FrameType.DATA) got.push(f.data.slice());
   };
   let onSent = 0;
-  const frames = 8;
+  const frames = 16;
   for (let i = 0; i < frames; i++) {
     const frame = data(7, 64 * 1024);
     for (let j = HEADER_SIZE; j < frame.length; j++) frame[j] = (i * 31 + j) & 255;
@@ -154,9 +164,12 @@ Deno.test("on a slow link a transfer goes in pieces of an eighth of the cap, int
   while (onSent < frames && Date.now() < deadline) await idle();
   assertEquals(onSent, frames, "each frame's callback ran once, after its last piece");
   const sizes = arrived.filter((f) => f.type === FrameType.DATA).map((f) => f.size - HEADER_SIZE);
-  // Before anything is measured the cap is 64 KiB: the first pieces are 8 KiB (later ones grow
-  // with the cap this fast in-memory link measures).
-  assertEquals(sizes.slice(0, 8), Array(8).fill(8 * 1024));
+  // Whole frames until the rate is known; then pieces of at most an eighth of the cap (a few
+  // tens of KiB here, while the scheduler is still in its startup).
+  assertEquals(sizes[0], 64 * 1024, "before anything is measured, whole frames");
+  const late = sizes.slice(-16);
+  ok(late.every((n) => n < 64 * 1024), `pieces of ${late} bytes at the end`);
+  ok(late.every((n) => n <= Math.max(4096, maxCap / 8)), `pieces of ${late}; cap ${maxCap}`);
   const joined = new Uint8Array(got.reduce((n, c) => n + c.length, 0));
   got.reduce((at, c) => (joined.set(c, at), at + c.length), 0);
   assertEquals(joined.length, frames * 64 * 1024);
