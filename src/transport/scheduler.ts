@@ -112,18 +112,38 @@ export class LinkScheduler {
 
   /** Sends a frame ahead of every stream's data: control, credit, pongs, resets, opens. */
   urgent(frame: Uint8Array, onSent?: () => void): void {
+    if (this.#idle()) {
+      // Nothing is waiting: straight to the link, which copies the frame as it frames it.
+      this.#hand({ frame, onSent });
+      this.#maybeProbe(true);
+      return;
+    }
     this.#urgent.push({ frame: frame.slice(), onSent });
     this.#pump();
   }
 
   /** Queues a stream's DATA or EOF frame behind that stream's earlier ones. */
   stream(id: number, frame: Uint8Array, onSent?: () => void): void {
+    const whole = frame[0] !== FrameType.DATA || frame.length - HEADER_SIZE <= this.#piece();
+    if (this.#idle() && this.inflight < this.#cap && whole) {
+      // Nothing waits and the cap allows it: no copy here, the link copies as it frames it.
+      this.#hand({ frame, onSent });
+      this.#maybeProbe(false);
+      this.#maybeProbe(true);
+      return;
+    }
     let q = this.#streams.get(id);
     if (!q) this.#streams.set(id, q = { frames: [], bytes: 0, deficit: 0 });
     if (q.frames.length === 0) this.#order.push(id);
     q.frames.push({ frame: frame.slice(), onSent }); // callers reuse their buffers (FrameLink)
     q.bytes += frame.length;
     this.#pump();
+  }
+
+  /** True when nothing is queued here, so a frame may go to the link at once. */
+  #idle(): boolean {
+    return !this.#pumping && this.#link.open && this.#urgent.length === 0 &&
+      this.#order.length === 0;
   }
 
   /** Forgets a stream's queued frames (it was reset); their callbacks do not run. */
