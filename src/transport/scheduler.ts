@@ -194,15 +194,8 @@ export class LinkScheduler {
   /** The best recent delivery rate (bytes per second), or 0 while it is not known. */
   get rate(): number {
     let best = 0;
-    let limited = 0;
-    for (const r of this.#rates) {
-      if (!r.appLimited) best = Math.max(best, r.rate);
-      else limited = Math.max(limited, r.rate);
-    }
-    // A sender held back by its own source (ssh's channel window, a slow disk) for longer than
-    // the rate window leaves only app-limited samples; they are a lower bound, but falling back
-    // to nothing would reset the cap to its initial 64 KiB and choke the very flow measured.
-    return best > 0 ? best : limited;
+    for (const r of this.#rates) if (!r.appLimited && r.rate > best) best = r.rate;
+    return best;
   }
 
   #onAck(probe: Probe): void {

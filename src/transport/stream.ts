@@ -93,7 +93,6 @@ export class StreamEnd {
   #consumed = 0; // bytes written out
   #lastBlockedAt = 0;
   #lastDecayAt = 0;
-  #minSlack = Infinity; // least credit the peer had left since the last decay check
   #peerEof = false; // peer sent EOF
   #writeEnded = false; // we closed our write side after the peer's EOF
   #writing = false;
@@ -244,22 +243,15 @@ export class StreamEnd {
     const now = Date.now();
     if (now - this.#lastBlockedAt < DECAY_MS || now - this.#lastDecayAt < DECAY_MS) return;
     this.#lastDecayAt = now;
-    // A window the peer nearly used up meanwhile is the right size: shrinking it would only
-    // block the sender and grow it back, a stall every few seconds on a long path.
-    const used = this.#minSlack < this.#window / 4;
-    this.#minSlack = Infinity;
-    if (used) return;
     this.#window = Math.max(START_WINDOW, Math.floor((this.#window * 3) / 4));
   }
 
   #onData(data: Uint8Array): void {
     if (this.#peerEof) return this.reset(ResetCode.PROTOCOL, "Peer sent data after EOF");
     this.#received += data.length;
-    const slack = STREAM_WINDOW + this.#granted - this.#received; // the peer's credit left
-    if (slack < 0) {
+    if (this.#received > STREAM_WINDOW + this.#granted) {
       return this.reset(ResetCode.PROTOCOL, "Peer sent more data than its credit allowed");
     }
-    if (slack < this.#minSlack) this.#minSlack = slack;
     this.#queue.push(data);
     this.#queuedBytes += data.length;
     this.#drain();
