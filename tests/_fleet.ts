@@ -3,7 +3,7 @@
  * a client environment, local services for daemons to expose, and a test CA made with openssl.
  */
 import { deepStrictEqual as assertEquals, match, ok } from "node:assert/strict";
-import { od, Proc, randomBytes } from "./_harness.ts";
+import { baseEnv, OD, od, Proc, randomBytes } from "./_harness.ts";
 import { storeFor } from "./_test_store.ts";
 import { SUBPROTOCOL } from "../src/protocol/frame.ts";
 import { generateCredential } from "../src/protocol/keys.ts";
@@ -343,4 +343,56 @@ export async function relaySocket(
       resolve(Number(/status code:? (\d+)/i.exec((e as ErrorEvent).message)?.[1] ?? 0));
   });
   return status === 101 ? { ws, status, answered } : { ws: null, status };
+}
+
+/** Runs `od pipe DEV SERVICE`, feeding `input` and collecting stdout concurrently. */
+export async function pipeThrough(
+  env: Record<string, string>,
+  device: string,
+  service: string,
+  input: Uint8Array,
+): Promise<{ code: number; output: Uint8Array; stderr: string }> {
+  const child = new Deno.Command(OD, {
+    args: ["pipe", device, service],
+    env: baseEnv(env),
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const writing = (async () => {
+    const w = child.stdin.getWriter();
+    for (let off = 0; off < input.length; off += 1 << 20) {
+      await w.write(input.subarray(off, off + (1 << 20)));
+    }
+    await w.close();
+  })();
+  const [out] = await Promise.all([child.output(), writing]);
+  return { code: out.code, output: out.stdout, stderr: new TextDecoder().decode(out.stderr) };
+}
+
+/** A download's outcome: bytes, the first differing byte (-1: none), ms first to last byte. */
+export interface Download {
+  received: number;
+  mismatch: number;
+  ms: number;
+}
+
+/** Reads `stream` to its end, comparing it with `data` repeated (a patterned source's bytes). */
+export async function readPattern(
+  stream: AsyncIterable<Uint8Array>,
+  data: Uint8Array,
+): Promise<Download> {
+  let received = 0;
+  let mismatch = -1;
+  let first = 0;
+  let last = 0;
+  for await (const chunk of stream) {
+    last = performance.now();
+    if (received === 0) first = last;
+    for (let i = 0; i < chunk.length && mismatch < 0; i++) {
+      if (chunk[i] !== data[(received + i) % data.length]) mismatch = received + i;
+    }
+    received += chunk.length;
+  }
+  return { received, mismatch, ms: last - first };
 }

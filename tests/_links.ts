@@ -13,8 +13,10 @@ import { Proc, tempDir } from "./_harness.ts";
 import {
   addAccount,
   clientEnv,
+  type Download,
   echoServer,
   type LocalServer,
+  readPattern,
   type Relay,
   sourceServer,
   startDaemon,
@@ -295,37 +297,13 @@ export async function echoUnderBulk(echo: Echo, bulk: Bulk, plan: EchoPlan): Pro
   return times;
 }
 
-/** A download's outcome: bytes, the first differing byte (-1: none), ms first to last byte. */
-export interface Download {
-  received: number;
-  mismatch: number;
-  ms: number;
-}
-
-/** Reads `stream` to its end, comparing it with `data` repeated. */
-async function check(stream: AsyncIterable<Uint8Array>, data: Uint8Array): Promise<Download> {
-  let received = 0;
-  let mismatch = -1;
-  let first = 0;
-  let last = 0;
-  for await (const chunk of stream) {
-    last = performance.now();
-    if (received === 0) first = last;
-    for (let i = 0; i < chunk.length && mismatch < 0; i++) {
-      if (chunk[i] !== data[(received + i) % data.length]) mismatch = received + i;
-    }
-    received += chunk.length;
-  }
-  return { received, mismatch, ms: last - first };
-}
-
 /** Downloads the `blob` service through `od pipe`. */
 export async function odDownload(fleet: LinkFleet): Promise<Download> {
   await using proc = new Proc("od pipe blob", ["pipe", DEVICE, "blob"], {
     env: fleet.env,
     stdout: "piped",
   });
-  const got = await check(proc.child.stdout, fleet.servers.blob.data);
+  const got = await readPattern(proc.child.stdout, fleet.servers.blob.data);
   const { code, stderr } = await proc.output();
   if (code !== 0) throw new Error(`od pipe blob exited ${code}: ${stderr}`);
   return got;
@@ -335,7 +313,7 @@ export async function odDownload(fleet: LinkFleet): Promise<Download> {
 export async function directDownload(fleet: LinkFleet): Promise<Download> {
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: fleet.emu.ports.blob });
   try {
-    return await check(conn.readable, fleet.servers.blob.data);
+    return await readPattern(conn.readable, fleet.servers.blob.data);
   } finally {
     try {
       conn.close();

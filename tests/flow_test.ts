@@ -8,6 +8,7 @@ import {
   addAccount,
   clientEnv,
   echoServer,
+  readPattern,
   sourceServer,
   startDaemon,
   startRelay,
@@ -52,14 +53,7 @@ Deno.test("a client that stops reading for 10 s bounds relay and daemon memory",
   const sentWhilePaused = source.written();
 
   // Read everything now and check it is the source's pattern, byte for byte.
-  let received = 0;
-  let mismatch = -1;
-  for await (const chunk of client.child.stdout) {
-    for (let i = 0; i < chunk.length && mismatch < 0; i++) {
-      if (chunk[i] !== source.data[(received + i) % source.data.length]) mismatch = received + i;
-    }
-    received += chunk.length;
-  }
+  const { received, mismatch } = await readPattern(client.child.stdout, source.data);
   const { code, stderr } = await client.output();
 
   const mib = (n: number) => `${(n / 1048576).toFixed(1)} MiB`;

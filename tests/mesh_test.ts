@@ -12,6 +12,7 @@ import {
   clientEnv,
   echoServer,
   enrollByApi,
+  readPattern,
   type Relay,
   sourceServer,
   startDaemon,
@@ -192,14 +193,7 @@ Deno.test({
       await new Promise((r) => setTimeout(r, 200));
     }
     const sentWhilePaused = source.written();
-    let received = 0;
-    let mismatch = -1;
-    for await (const chunk of client.child.stdout) {
-      for (let i = 0; i < chunk.length && mismatch < 0; i++) {
-        if (chunk[i] !== source.data[(received + i) % source.data.length]) mismatch = received + i;
-      }
-      received += chunk.length;
-    }
+    const { received, mismatch } = await readPattern(client.child.stdout, source.data);
     const { code, stderr } = await client.output();
     const mib = (n: number) => `${(n / MIB).toFixed(1)} MiB`;
     console.log(

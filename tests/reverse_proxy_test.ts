@@ -8,8 +8,16 @@
  * once, so the 90 s are paid once.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { baseEnv, eventually, OD, od, Proc, randomBytes, tempDir } from "./_harness.ts";
-import { addAccount, addKey, echoServer, makeTestCa, startRelay, type TestCa } from "./_fleet.ts";
+import { eventually, od, Proc, randomBytes, tempDir } from "./_harness.ts";
+import {
+  addAccount,
+  addKey,
+  echoServer,
+  makeTestCa,
+  pipeThrough,
+  startRelay,
+  type TestCa,
+} from "./_fleet.ts";
 import { type ReverseProxy, startCaddy, startHaproxy, startNginx } from "./_proxies.ts";
 
 const IDLE_MS = 90_000; // longer than nginx's default proxy_read_timeout (60 s)
@@ -19,26 +27,6 @@ const FORGED = "198.51.100.7"; // what a client claims in its own X-Forwarded-Fo
 async function sha256(data: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>);
   return Array.from(new Uint8Array(digest), (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** `od pipe DEV echo` with `input` on stdin; returns what came back. */
-async function pipe(env: Record<string, string>, device: string, input: Uint8Array) {
-  const child = new Deno.Command(OD, {
-    args: ["pipe", device, "echo"],
-    env: baseEnv(env),
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writing = (async () => {
-    const w = child.stdin.getWriter();
-    for (let off = 0; off < input.length; off += 1 << 20) {
-      await w.write(input.subarray(off, off + (1 << 20)));
-    }
-    await w.close();
-  })();
-  const [out] = await Promise.all([child.output(), writing]);
-  return { code: out.code, output: out.stdout, stderr: new TextDecoder().decode(out.stderr) };
 }
 
 /** Reads from `reader` until the text read so far ends with `expected`. */
@@ -91,7 +79,7 @@ async function checkProxy(
 
   // 16 MiB byte-identical.
   const input = randomBytes(16 << 20);
-  const out = await pipe(env, device, input);
+  const out = await pipeThrough(env, device, "echo", input);
   assertEquals(out.code, 0, `${where}: ${out.stderr}`);
   assertEquals(out.output.length, input.length, where);
   assertEquals(await sha256(out.output), await sha256(input), `${where}: bytes differ`);

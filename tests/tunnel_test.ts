@@ -3,41 +3,17 @@
  * WebSocket and over TLS with a test CA.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { baseEnv, OD, randomBytes, tempDir } from "./_harness.ts";
+import { randomBytes, tempDir } from "./_harness.ts";
 import {
   addAccount,
   clientEnv,
   echoServer,
   makeTestCa,
+  pipeThrough,
   type Relay,
   startDaemon,
   startRelay,
 } from "./_fleet.ts";
-
-/** Runs `od pipe DEV SERVICE`, feeding `input` and collecting stdout concurrently. */
-export async function pipeThrough(
-  env: Record<string, string>,
-  device: string,
-  service: string,
-  input: Uint8Array,
-): Promise<{ code: number; output: Uint8Array; stderr: string }> {
-  const child = new Deno.Command(OD, {
-    args: ["pipe", device, service],
-    env: baseEnv(env),
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const writing = (async () => {
-    const w = child.stdin.getWriter();
-    for (let off = 0; off < input.length; off += 1 << 20) {
-      await w.write(input.subarray(off, off + (1 << 20)));
-    }
-    await w.close();
-  })();
-  const [out] = await Promise.all([child.output(), writing]);
-  return { code: out.code, output: out.stdout, stderr: new TextDecoder().decode(out.stderr) };
-}
 
 async function sha256(data: Uint8Array): Promise<string> {
   const digest = await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>);

@@ -14,6 +14,21 @@ import { serviceArgv } from "./self.ts";
 /** Where units live on the system (or under an image root). */
 export const UNIT_DIR = "/etc/systemd/system";
 
+/**
+ * The `--root` of an install or uninstall (an image root; "" for this system), without trailing
+ * slashes; OdError when installing into this system without root.
+ */
+export function installRoot(root: string | undefined): string {
+  const cleaned = root?.replace(/\/+$/, "") ?? "";
+  if (!cleaned && Deno.uid() !== 0) {
+    throw new OdError(
+      `installing a service writes to ${UNIT_DIR} and needs root: run it with sudo ` +
+        "(or add --print to see the unit)",
+    );
+  }
+  return cleaned;
+}
+
 /** A unit to write: its file name and the text. */
 export interface Unit {
   name: string;

@@ -6,11 +6,11 @@
  */
 import { parse, str } from "../cli/args.ts";
 import {
+  installRoot,
   installUnit,
   serviceLines,
   uninstallUnit,
   type Unit,
-  UNIT_DIR,
   unitHeader,
 } from "../cli/systemd.ts";
 import { OdError, UsageError } from "../shared/errors.ts";
@@ -166,15 +166,6 @@ function writeProxyEnv(root: string): string | null {
   return `wrote ${path} (${lines.map((l) => l.split("=")[0]).join(", ")})`;
 }
 
-function needRoot(root: string | undefined): void {
-  if (!root && Deno.uid() !== 0) {
-    throw new OdError(
-      `installing a service writes to ${UNIT_DIR} and needs root: run it with sudo ` +
-        "(or add --print to see the unit)",
-    );
-  }
-}
-
 /** Entry point of `od daemon install`. */
 export async function daemonInstallCommand(args: string[]): Promise<number> {
   const { values } = parse(
@@ -192,8 +183,7 @@ export async function daemonInstallCommand(args: string[]): Promise<number> {
     console.log(unit.text.trimEnd());
     return 0;
   }
-  const root = str(values, "root")?.replace(/\/+$/, "") ?? "";
-  needRoot(root);
+  const root = installRoot(str(values, "root"));
   console.log(await enrol(options));
   const proxy = writeProxyEnv(root);
   if (proxy) console.log(proxy);
@@ -209,8 +199,7 @@ export async function daemonUninstallCommand(args: string[]): Promise<number> {
     UNINSTALL_USAGE,
     { positionals: false },
   );
-  const root = str(values, "root")?.replace(/\/+$/, "") ?? "";
-  needRoot(root);
+  const root = installRoot(str(values, "root"));
   const stateDir = str(values, "state") ?? DEFAULT_STATE;
   for (const line of await uninstallUnit(DAEMON_UNIT, root)) console.log(line);
   try {

@@ -5,11 +5,11 @@
  */
 import { type OptionSpec, parse, str, type Values } from "../cli/args.ts";
 import {
+  installRoot,
   installUnit,
   serviceLines,
   uninstallUnit,
   type Unit,
-  UNIT_DIR,
   unitHeader,
 } from "../cli/systemd.ts";
 import { OdError, UsageError } from "../shared/errors.ts";
@@ -88,15 +88,6 @@ export function relayUnit(args: string[], dataDir: string): Unit {
   return { name: RELAY_UNIT, text };
 }
 
-function needRoot(root: string): void {
-  if (!root && Deno.uid() !== 0) {
-    throw new OdError(
-      `installing a service writes to ${UNIT_DIR} and needs root: run it with sudo ` +
-        "(or add --print to see the unit)",
-    );
-  }
-}
-
 /** Entry point of `od serve install`. */
 export async function serveInstallCommand(args: string[]): Promise<number> {
   const spec = { ...SERVE_OPTIONS, print: { type: "boolean" }, root: { type: "string" } } as const;
@@ -115,8 +106,7 @@ export async function serveInstallCommand(args: string[]): Promise<number> {
     console.log(unit.text.trimEnd());
     return 0;
   }
-  const root = str(values, "root")?.replace(/\/+$/, "") ?? "";
-  needRoot(root);
+  const root = installRoot(str(values, "root"));
   if (values.init) {
     const scheme = values["tls-cert"] ? "https" : "http";
     const url = str(values, "public-url") ??
@@ -135,8 +125,7 @@ export async function serveUninstallCommand(args: string[]): Promise<number> {
     UNINSTALL_USAGE,
     { positionals: false },
   );
-  const root = str(values, "root")?.replace(/\/+$/, "") ?? "";
-  needRoot(root);
+  const root = installRoot(str(values, "root"));
   const dataDir = str(values, "data") ?? DEFAULT_DATA;
   for (const line of await uninstallUnit(RELAY_UNIT, root)) console.log(line);
   if (values.purge) {

@@ -81,6 +81,8 @@ export class LinkScheduler {
   #probes: Probe[] = [];
   #lastProbeCounter = 0;
   #cap = INITIAL_CAP;
+  /** The largest DATA payload handed over at once (see the module comment), set with the cap. */
+  #piece = MAX_DATA;
   #rtts: { at: number; rtt: number }[] = [];
   #rates: RateSample[] = [];
   #round = 0;
@@ -124,7 +126,7 @@ export class LinkScheduler {
 
   /** Queues a stream's DATA or EOF frame behind that stream's earlier ones. */
   stream(id: number, frame: Uint8Array, onSent?: () => void): void {
-    const whole = frame[0] !== FrameType.DATA || frame.length - HEADER_SIZE <= this.#piece();
+    const whole = frame[0] !== FrameType.DATA || frame.length - HEADER_SIZE <= this.#piece;
     if (this.#idle() && this.inflight < this.#cap && whole) {
       // Nothing waits and the cap allows it: no copy here, the link copies as it frames it.
       this.#hand({ frame, onSent });
@@ -242,11 +244,15 @@ export class LinkScheduler {
     // Nothing measured under load (an idle link): start over from the initial cap.
     if (rtt === null || rate === 0) {
       this.#cap = INITIAL_CAP;
+      // Only a link measured to be slow is worth the extra frames: before a delivery rate is
+      // known (and while a sender is held back by its peer rather than the link) whole frames go.
+      this.#piece = MAX_DATA;
       return;
     }
     const bdp = (rate * (rtt + ACK_JITTER_MS)) / 1000;
     const gain = this.#startup ? STARTUP_GAIN : STEADY_GAIN;
     this.#cap = Math.min(MAX_CAP, Math.max(MIN_CAP, gain * bdp));
+    this.#piece = Math.min(MAX_DATA, Math.max(MIN_PIECE, Math.floor(this.#cap / PIECES_PER_CAP)));
   }
 
   #pump(): void {
@@ -271,20 +277,12 @@ export class LinkScheduler {
     }
   }
 
-  /** The largest DATA payload handed over at once, from the cap (see the module comment). */
-  #piece(): number {
-    // Only a link measured to be slow is worth the extra frames: before a delivery rate is known
-    // (and while a sender is held back by its peer rather than the link) whole frames go.
-    if (this.rate === 0) return MAX_DATA;
-    return Math.min(MAX_DATA, Math.max(MIN_PIECE, Math.floor(this.#cap / PIECES_PER_CAP)));
-  }
-
   /** Bytes the head of `q` puts on the link when it is handed over next. */
   #headSize(q: StreamQueue): number {
     const head = q.frames[0];
     const at = head.at ?? HEADER_SIZE;
     if (head.frame[0] !== FrameType.DATA) return head.frame.length;
-    return HEADER_SIZE + Math.min(head.frame.length - at, this.#piece());
+    return HEADER_SIZE + Math.min(head.frame.length - at, this.#piece);
   }
 
   /** Chooses the next stream by the rules in the module comment; returns its id. */
@@ -312,8 +310,8 @@ export class LinkScheduler {
     const head = q.frames[0];
     const at = head.at ?? HEADER_SIZE;
     let item: Queued;
-    if (head.frame[0] === FrameType.DATA && head.frame.length - at > this.#piece()) {
-      const size = this.#piece();
+    if (head.frame[0] === FrameType.DATA && head.frame.length - at > this.#piece) {
+      const size = this.#piece;
       const piece = new Uint8Array(HEADER_SIZE + size);
       piece.set(head.frame.subarray(0, HEADER_SIZE));
       piece.set(head.frame.subarray(at, at + size), HEADER_SIZE);

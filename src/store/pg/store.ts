@@ -9,14 +9,8 @@
 // deno-lint-ignore no-import-prefix
 import postgres from "npm:postgres@3.4.9";
 import { StoreError } from "../db.ts";
-import {
-  HEARTBEAT_MS,
-  type Store,
-  type StoreChange,
-  type StoreScope,
-  type Unsubscribe,
-} from "../types.ts";
-import { scopeOf } from "../queries/scope.ts";
+import { HEARTBEAT_MS, type Store, type StoreChange, type Unsubscribe } from "../types.ts";
+import { ScopedStore } from "../queries/scope.ts";
 import type { Executor } from "../queries/executor.ts";
 import { PG_MIGRATIONS } from "./schema.ts";
 import { bounded, type DriverOptions, type PgContext, PgExecutor, type Sql } from "./executor.ts";
@@ -90,37 +84,20 @@ async function migrate(sql: Sql, shown: string): Promise<void> {
 }
 
 /** A Store on a PostgreSQL database. */
-export class PgStore implements Store {
+export class PgStore extends ScopedStore implements Store {
   readonly kind = "postgres";
   readonly location: string;
-  readonly accounts: StoreScope["accounts"];
-  readonly devices: StoreScope["devices"];
-  readonly props: StoreScope["props"];
-  readonly events: StoreScope["events"];
-  readonly shares: StoreScope["shares"];
-  readonly audit: StoreScope["audit"];
-  readonly relays: StoreScope["relays"];
-  readonly sessions: StoreScope["sessions"];
   readonly #ctx: PgContext;
   readonly #executor: PgExecutor;
   readonly #feed: PgFeed;
-  readonly #heartbeatMs: number;
 
   private constructor(ctx: PgContext, feed: PgFeed, heartbeatMs: number) {
+    const executor = new PgExecutor(ctx);
+    super(executor, heartbeatMs);
+    this.#executor = executor;
     this.#ctx = ctx;
     this.location = ctx.shown;
-    this.#heartbeatMs = heartbeatMs;
-    this.#executor = new PgExecutor(ctx);
     this.#feed = feed;
-    const scope = scopeOf(this.#executor, heartbeatMs);
-    this.accounts = scope.accounts;
-    this.devices = scope.devices;
-    this.props = scope.props;
-    this.events = scope.events;
-    this.shares = scope.shares;
-    this.audit = scope.audit;
-    this.relays = scope.relays;
-    this.sessions = scope.sessions;
   }
 
   /** Connects and migrates; StoreError with one sentence (never the password) if it cannot. */
@@ -158,11 +135,6 @@ export class PgStore implements Store {
   /** The executor the migration helper writes through, with its own bound on waits. */
   executor(timeoutMs: number): Executor {
     return this.#executor.withTimeout(timeoutMs);
-  }
-
-  /** Runs `fn` in one transaction. */
-  tx<T>(fn: (t: StoreScope) => Promise<T>): Promise<T> {
-    return this.#executor.tx((e) => fn(scopeOf(e, this.#heartbeatMs)));
   }
 
   /** Subscribes to the NOTIFY feed; resolves once it is listening. */

@@ -5,14 +5,8 @@
  */
 import type { DatabaseSync } from "node:sqlite";
 import { DB_FILE, integrityCheck, openDatabase } from "../db.ts";
-import {
-  HEARTBEAT_MS,
-  type Store,
-  type StoreChange,
-  type StoreScope,
-  type Unsubscribe,
-} from "../types.ts";
-import { scopeOf } from "../queries/scope.ts";
+import { HEARTBEAT_MS, type Store, type StoreChange, type Unsubscribe } from "../types.ts";
+import { ScopedStore } from "../queries/scope.ts";
 import type { Executor } from "../queries/executor.ts";
 import { type Gate, gateFor, SqliteExecutor } from "./executor.ts";
 import { SqliteFeed } from "./feed.ts";
@@ -26,39 +20,23 @@ export interface SqliteOptions {
 }
 
 /** A Store on the SQLite file in a data directory. */
-export class SqliteStore implements Store {
+export class SqliteStore extends ScopedStore implements Store {
   readonly kind = "sqlite";
   readonly location: string;
-  readonly accounts: StoreScope["accounts"];
-  readonly devices: StoreScope["devices"];
-  readonly props: StoreScope["props"];
-  readonly events: StoreScope["events"];
-  readonly shares: StoreScope["shares"];
-  readonly audit: StoreScope["audit"];
-  readonly relays: StoreScope["relays"];
-  readonly sessions: StoreScope["sessions"];
   readonly #db: DatabaseSync;
   readonly #gate: Gate;
   readonly #executor: SqliteExecutor;
   readonly #feed: SqliteFeed;
-  readonly #heartbeatMs: number;
 
   private constructor(db: DatabaseSync, dataDir: string, heartbeatMs: number) {
+    const gate = gateFor(`${dataDir}/${DB_FILE}`);
+    const executor = new SqliteExecutor(db, gate, `${dataDir}/${DB_FILE}`);
+    super(executor, heartbeatMs);
     this.#db = db;
     this.location = dataDir;
-    this.#heartbeatMs = heartbeatMs;
-    this.#gate = gateFor(`${dataDir}/${DB_FILE}`);
-    this.#executor = new SqliteExecutor(db, this.#gate, `${dataDir}/${DB_FILE}`);
-    this.#feed = new SqliteFeed(db, this.#gate);
-    const scope = scopeOf(this.#executor, heartbeatMs);
-    this.accounts = scope.accounts;
-    this.devices = scope.devices;
-    this.props = scope.props;
-    this.events = scope.events;
-    this.shares = scope.shares;
-    this.audit = scope.audit;
-    this.relays = scope.relays;
-    this.sessions = scope.sessions;
+    this.#gate = gate;
+    this.#executor = executor;
+    this.#feed = new SqliteFeed(db, gate);
   }
 
   /** Opens (and with `create`, creates) the store in `dataDir`, migrating it; StoreError if not. */
@@ -70,11 +48,6 @@ export class SqliteStore implements Store {
   /** Runs `fn` on a consistent read snapshot (the migration helper reads through it). */
   snapshot<T>(fn: (e: Executor) => Promise<T>): Promise<T> {
     return this.#executor.snapshot(fn);
-  }
-
-  /** Runs `fn` in one transaction. */
-  tx<T>(fn: (t: StoreScope) => Promise<T>): Promise<T> {
-    return this.#executor.tx((e) => fn(scopeOf(e, this.#heartbeatMs)));
   }
 
   /** Subscribes to the change log. */
