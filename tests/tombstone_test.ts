@@ -6,9 +6,9 @@
  * Here a key holder floods one online device with removals of keys that never existed, with
  * cycles of setting and removing 256 keys, and with one request naming 100,000 keys. Throughout,
  * every /v1/health call (one at a time, measured each) answers within 100 ms — so no request
- * blocked the relay's event loop for longer — the relay's growth stays bounded (see MAX_GROWTH), a tunnel keeps
- * flowing, the device stays online without reconnecting, and the store keeps at most 512 rows
- * for the device.
+ * blocked the relay's event loop for longer — the relay's growth stays bounded (see
+ * MAX_GROWTH), a tunnel keeps flowing, the device stays online without reconnecting, and the
+ * store keeps at most 512 rows for the device.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
 import { PG_TEST, storeNumber } from "./_test_store.ts";
