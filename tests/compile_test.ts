@@ -6,7 +6,7 @@
  * scripts/od shim runs with exactly the permissions the compiled binary gets.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { RUN_PERMISSIONS } from "../src/cli/self.ts";
+import { RUN_PERMISSIONS, V8_FLAGS } from "../src/cli/self.ts";
 
 const ROOT = new URL("..", import.meta.url).pathname;
 
@@ -35,16 +35,18 @@ Deno.test("the module graph of main.ts is local files, node: built-ins and the p
   for (const d of dynamic) ok(loaded.has(d.href), `${d.href} is in the graph`);
 });
 
-Deno.test("scripts/od and the units od installs run with the same permissions as the compiled binary", async () => {
+Deno.test("scripts/od and the units od installs run with the same permissions and V8 flags as the compiled binary", async () => {
   const config = JSON.parse(await Deno.readTextFile(`${ROOT}/deno.json`));
-  const flags = (cmd: string) => cmd.split(/\s+/).filter((w) => w.startsWith("--allow-")).sort();
+  const flags = (cmd: string) =>
+    cmd.split(/\s+/).filter((w) => /^--(allow-|v8-flags)/.test(w)).sort();
   const shim = await Deno.readTextFile(`${ROOT}/scripts/od`);
   const shimFlags = flags(shim.replace(/\\\n/g, " "));
   for (const task of ["compile", "compile:arm64"]) {
     assertEquals(flags(config.tasks[task]), shimFlags, `deno task ${task}`);
   }
   // Units written by od daemon install and the bundle's ProxyCommand run deno with these.
-  assertEquals([...RUN_PERMISSIONS].sort(), shimFlags, "RUN_PERMISSIONS in src/cli/self.ts");
+  assertEquals([...RUN_PERMISSIONS, ...V8_FLAGS].sort(), shimFlags, "RUN_FLAGS in src/cli/self.ts");
+  ok(shimFlags.includes("--v8-flags=--max-semi-space-size=2"), "the small young generation");
   ok(config.tasks["compile:arm64"].includes("aarch64-unknown-linux-gnu"));
   ok(config.tasks.compile.includes("x86_64-unknown-linux-gnu"));
   ok(!shimFlags.includes("--allow-ffi"), "no FFI: nothing native beyond the runtime");
