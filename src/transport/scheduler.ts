@@ -9,7 +9,10 @@
  *    handed over before it; the peer answers PINGs in order, so its PONG says those bytes have
  *    arrived. The same probes give the round-trip time and the delivery rate, and the cap on
  *    bytes in flight follows their product (BBR's model: a startup that doubles each round
- *    trip, then 1.25 × the estimate, so spare capacity is found and queues stay short).
+ *    trip, then 1.25 × the estimate, so spare capacity is found and queues stay short). A cap
+ *    that still finds a fifth more each round trip goes back to doubling (its rate was learnt
+ *    from light traffic), and one whose round trips all take twice the path's least RTT takes
+ *    the new RTT (the path got longer; the old one would shrink the cap round after round).
  * 2. The next frame is chosen across streams: control frames, credit and resets first; then a
  *    stream with little queued (a keystroke, a request) before streams with a lot (transfers);
  *    those share fairly among themselves (deficit round robin).
@@ -40,6 +43,7 @@ const QUANTUM = 64 * 1024 + HEADER_SIZE; // a busy stream's turn: one full DATA 
 const MAX_PROBES = 16; // outstanding probes; their answers are tiny
 const MIN_PIECE = 4 * 1024; // smallest piece of a DATA frame: ~5 ms at 8 Mbit/s, 0.1% overhead
 const PIECES_PER_CAP = 8; // a piece is at most this share of the cap
+const INFLATED_ROUNDS = 3; // loaded round trips at twice the least RTT before taking the new one
 
 interface Queued {
   frame: Uint8Array;
@@ -91,6 +95,10 @@ export class LinkScheduler {
   #plateauRounds = 0;
   #roundLoaded = false; // the cap held data back during this round
   #bestStartupRate = 0;
+  #lastRoundRate = 0; // the delivery rate when the last round ended
+  #growthRounds = 0; // loaded rounds in a row that each brought a fifth more rate
+  #roundMinRtt = Infinity; // the least RTT sampled during this round
+  #inflatedRounds = 0; // loaded rounds in a row whose least RTT was twice the path's
   #capLimited = false;
   #pumping = false;
 
@@ -206,6 +214,7 @@ export class LinkScheduler {
     if (newly < 0) return;
     this.#acked = probe.counter;
     this.#rtts.push({ at: now, rtt: now - probe.sentAt });
+    this.#roundMinRtt = Math.min(this.#roundMinRtt, now - probe.sentAt);
     while (this.#rtts.length > 1 && now - this.#rtts[0].at > RTT_WINDOW_MS) this.#rtts.shift();
     const interval = now - probe.ackTimeAtSend;
     if (interval > 0) {
@@ -228,14 +237,46 @@ export class LinkScheduler {
     }
     const loaded = this.#roundLoaded;
     this.#roundLoaded = false;
+    const roundRtt = this.#roundMinRtt;
+    this.#roundMinRtt = Infinity;
+    const rate = this.rate;
+    const previousRate = this.#lastRoundRate;
+    this.#lastRoundRate = rate;
+    // Held back by the cap for round trips in a row that all took twice the path's least RTT
+    // (3.6 times in startup): the cap's own excess queues at most a quarter of a round trip
+    // (1.9 in startup), so the path itself got longer (a new route, a queue filled by other
+    // traffic). Its old RTT would keep shrinking the cap (what gets through per round trip,
+    // times the old, shorter RTT) down to 16 KiB per round trip, for the ten seconds the old
+    // RTT is remembered: take the new RTT and find the rate again.
+    const excess = (this.#startup ? STARTUP_GAIN : STEADY_GAIN) + 0.75;
+    const inflated = loaded && roundRtt >= excess * (this.rttMs ?? Infinity);
+    this.#inflatedRounds = inflated ? this.#inflatedRounds + 1 : 0;
+    if (this.#inflatedRounds >= INFLATED_ROUNDS) {
+      this.#rtts = [{ at: performance.now(), rtt: roundRtt }];
+      this.#inflatedRounds = 0;
+      return this.#restartup(rate);
+    }
     if (this.#startup && loaded) {
       // Leave startup once three round trips in a row brought less than a quarter more rate.
-      const rate = this.rate;
       if (rate >= this.#bestStartupRate * 1.25) {
         this.#bestStartupRate = rate;
         this.#plateauRounds = 0;
       } else if (++this.#plateauRounds >= 3) this.#startup = false;
-    }
+    } else if (loaded) {
+      // Held back by the cap, and each round trip still brings a fifth more: the rate was
+      // learnt from light traffic (an idle ssh session before its transfer), not from the
+      // path. Find the path's rate by doubling again instead of growing a quarter per round.
+      this.#growthRounds = rate >= previousRate * 1.2 ? this.#growthRounds + 1 : 0;
+      if (this.#growthRounds >= 2) this.#restartup(rate);
+    } else this.#growthRounds = 0;
+  }
+
+  /** Back to doubling each round trip, from what is known now. */
+  #restartup(rate: number): void {
+    this.#startup = true;
+    this.#bestStartupRate = rate;
+    this.#plateauRounds = 0;
+    this.#growthRounds = 0;
   }
 
   #updateCap(): void {

@@ -11,7 +11,8 @@ import { type FrameLink, linkPair } from "./link.ts";
 import { LinkScheduler } from "./scheduler.ts";
 
 /** A scheduler on one end of an in-memory link, and what arrives at the other end. */
-function setup(answerDelayMs: number | null, bytesPerSecond = Infinity) {
+function setup(delayMs: number | null, bytesPerSecond = Infinity) {
+  let answerDelayMs = delayMs;
   const [a, b] = linkPair();
   const scheduler = new LinkScheduler(a);
   const arrived: { type: number; stream: number; size: number }[] = [];
@@ -34,7 +35,9 @@ function setup(answerDelayMs: number | null, bytesPerSecond = Infinity) {
     const f = decodeFrame(raw);
     if (f.type === FrameType.PONG) scheduler.pong(f.nonce);
   };
-  return { a, b, scheduler, arrived };
+  /** Makes the path longer or shorter from now on. */
+  const setDelay = (ms: number) => (answerDelayMs = ms);
+  return { a, b, scheduler, arrived, setDelay };
 }
 
 const data = (stream: number, size: number) => dataFrame(stream, size);
@@ -182,5 +185,43 @@ Deno.test("on a link measured to be slow a transfer goes in pieces, intact and i
     const j = (k % (64 * 1024)) + HEADER_SIZE;
     if (joined[k] !== ((i * 31 + j) & 255)) throw new Error(`byte ${k} differs`);
   }
+  close(a, b);
+});
+
+Deno.test("when the path gets longer under a transfer, the cap follows it instead of collapsing", async () => {
+  const rate = 10_000_000; // 80 Mbit/s
+  const { a, b, scheduler, arrived, setDelay } = setup(5, rate);
+  let queued = 0;
+  const feed = () => {
+    while (queued < 40) {
+      queued++;
+      scheduler.stream(9, data(9, 64 * 1024), () => queued--);
+    }
+  };
+  const delivered = () =>
+    arrived.filter((f) => f.type === FrameType.DATA).reduce((n, f) => n + f.size, 0);
+  const feedFor = async (ms: number) => {
+    const from = performance.now();
+    while (performance.now() - from < ms) {
+      feed();
+      await idle();
+    }
+  };
+  // A short path first: the scheduler learns its RTT and rate.
+  await feedFor(2_000);
+  ok(scheduler.rttMs! < 50, `measured RTT ${scheduler.rttMs} ms for a 5 ms path`);
+  // Then far longer (a new route): at the old RTT, the cap would shrink to what crosses in a
+  // few ms each 100 ms — a few percent of the rate — for the ten seconds the old RTT is
+  // remembered.
+  setDelay(100);
+  await feedFor(3_000);
+  const start = delivered();
+  const from = performance.now();
+  await feedFor(1_500);
+  const speed = ((delivered() - start) * 1000) / (performance.now() - from);
+  // Measured here: 9.5–10.3 MB/s after the change; 0.29 MB/s before it.
+  ok(speed >= rate / 4, `${Math.round(speed)} B/s crossed a ${rate} B/s path after it got longer`);
+  ok(scheduler.rttMs! >= 100, `the cap uses the path's new RTT (${scheduler.rttMs} ms)`);
+  scheduler.drop(9);
   close(a, b);
 });
