@@ -249,7 +249,10 @@ export class LinkScheduler {
     // times the old, shorter RTT) down to 16 KiB per round trip, for the ten seconds the old
     // RTT is remembered: take the new RTT and find the rate again.
     const excess = (this.#startup ? STARTUP_GAIN : STEADY_GAIN) + 0.75;
-    const inflated = loaded && roundRtt >= excess * (this.rttMs ?? Infinity);
+    // Only once the cap has shrunk to almost nothing: above that, a delivery rate read high by a
+    // noisy round would look like a longer path, and taking its RTT would feed the queue.
+    const inflated = loaded && this.#cap <= 2 * MIN_CAP &&
+      roundRtt >= excess * (this.rttMs ?? Infinity);
     this.#inflatedRounds = inflated ? this.#inflatedRounds + 1 : 0;
     if (this.#inflatedRounds >= INFLATED_ROUNDS) {
       this.#rtts = [{ at: performance.now(), rtt: roundRtt }];
