@@ -9,10 +9,11 @@
  *    handed over before it; the peer answers PINGs in order, so its PONG says those bytes have
  *    arrived. The same probes give the round-trip time and the delivery rate, and the cap on
  *    bytes in flight follows their product (BBR's model: a startup that doubles each round
- *    trip, then 1.25 × the estimate, so spare capacity is found and queues stay short). A cap
- *    that still finds a fifth more each round trip goes back to doubling (its rate was learnt
- *    from light traffic), and one whose round trips all take twice the path's least RTT takes
- *    the new RTT (the path got longer; the old one would shrink the cap round after round).
+ *    trip until a queue of half the RTT shows, then 1.25 × the estimate, so spare capacity is
+ *    found and queues stay short). A cap that still finds a fifth more each round trip goes
+ *    back to doubling (its rate was learnt from light traffic), and one shrunk to almost
+ *    nothing whose round trips all take twice the path's least RTT takes the new RTT (the path
+ *    got longer; the old one would shrink the cap round after round).
  * 2. The next frame is chosen across streams: control frames, credit and resets first; then a
  *    stream with little queued (a keystroke, a request) before streams with a lot (transfers);
  *    those share fairly among themselves (deficit round robin).
@@ -43,6 +44,9 @@ const QUANTUM = 64 * 1024 + HEADER_SIZE; // a busy stream's turn: one full DATA 
 const MAX_PROBES = 16; // outstanding probes; their answers are tiny
 const MIN_PIECE = 4 * 1024; // smallest piece of a DATA frame: ~5 ms at 8 Mbit/s, 0.1% overhead
 const PIECES_PER_CAP = 8; // a piece is at most this share of the cap
+// In startup, a round trip this much (or half the least RTT, if more) above the least says a
+// queue is building: timers and the peers' event loops alone add a few ms on a fast link.
+const QUEUE_SIGNAL_MS = 10;
 const INFLATED_ROUNDS = 3; // loaded round trips at twice the least RTT before taking the new one
 
 interface Queued {
@@ -259,7 +263,13 @@ export class LinkScheduler {
       this.#inflatedRounds = 0;
       return this.#restartup(rate);
     }
-    if (this.#startup && loaded) {
+    const least = this.rttMs ?? Infinity;
+    if (this.#startup && loaded && roundRtt >= least + Math.max(least / 2, QUEUE_SIGNAL_MS)) {
+      // A queue of half the path's RTT built up during startup: the pipe is full (HyStart's
+      // signal). Waiting for three round trips without more rate instead kept the doubled
+      // queue long enough that the first keystrokes of a transfer took three times the RTT.
+      this.#startup = false;
+    } else if (this.#startup && loaded) {
       // Leave startup once three round trips in a row brought less than a quarter more rate.
       if (rate >= this.#bestStartupRate * 1.25) {
         this.#bestStartupRate = rate;
