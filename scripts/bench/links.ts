@@ -90,6 +90,20 @@ async function gatewayForwards(fleet: LinkFleet, gateway: Sshd) {
 }
 
 /** Figure 1: echo under bulk through od, direct TCP and the ssh -R gateway. */
+/**
+ * Waits until the link is idle again: what the previous run's transfer left in the emulator's
+ * queue and its sender's socket drains for up to a second after the transfer ends (the ssh -R
+ * gateway's 840 ms of backlog), and the next run's first samples would wait behind it.
+ */
+async function quiet(fleet: LinkFleet, idleMs: number) {
+  await using echo = await tcpEcho(fleet.emu.ports.echo);
+  let calm = 0;
+  const deadline = Date.now() + 15_000;
+  while (calm < 3 && Date.now() < deadline) {
+    calm = (await echo.roundTrip()) <= idleMs + 5 ? calm + 1 : 0;
+  }
+}
+
 async function echoFigures(fleet: LinkFleet, gateway: { echo: number; bulk: number }) {
   const idle = async (echo: () => Promise<{ roundTrip(): Promise<number> } & AsyncDisposable>) => {
     await using e = await echo();
@@ -108,13 +122,15 @@ async function echoFigures(fleet: LinkFleet, gateway: { echo: number; bulk: numb
       od: () => Promise.all([odBulk(fleet.env), odEcho(fleet.env)]),
     })
   ) {
+    await quiet(fleet, percentile(idleDirect, 50));
     const [bulk, echo] = await open();
     await using _b = bulk;
     await using _e = echo;
     runs[name] = await echoUnderBulk(echo, bulk, ECHO_PLAN);
     progress(
       `echo under bulk, ${name}: p50 ${round(percentile(runs[name], 50))} ms, p99 ` +
-        `${round(percentile(runs[name], 99))} ms over ${runs[name].length} samples`,
+        `${round(percentile(runs[name], 99))} ms over ${runs[name].length} samples, in order: ` +
+        runs[name].map(Math.round).join(" "),
     );
   }
   const p = (xs: number[], q: number) => percentile(xs, q);
