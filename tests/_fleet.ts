@@ -359,15 +359,20 @@ export async function pipeThrough(
     stdout: "piped",
     stderr: "piped",
   }).spawn();
+  // If od pipe stops reading (it exited), what it said matters more than the broken pipe.
   const writing = (async () => {
     const w = child.stdin.getWriter();
     for (let off = 0; off < input.length; off += 1 << 20) {
       await w.write(input.subarray(off, off + (1 << 20)));
     }
     await w.close();
-  })();
-  const [out] = await Promise.all([child.output(), writing]);
-  return { code: out.code, output: out.stdout, stderr: new TextDecoder().decode(out.stderr) };
+  })().then(() => null, (err: Error) => err);
+  const [out, writeError] = await Promise.all([child.output(), writing]);
+  const stderr = new TextDecoder().decode(out.stderr);
+  if (writeError && out.code === 0) {
+    throw new Error(`od pipe exited 0 before reading all its input (${writeError}): ${stderr}`);
+  }
+  return { code: out.code, output: out.stdout, stderr };
 }
 
 /** A download's outcome: bytes, the first differing byte (-1: none), ms first to last byte. */

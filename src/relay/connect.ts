@@ -48,8 +48,11 @@ function upgradeCheck(req: Request): void {
 // A device link carries many streams; this much queued toward a device that stopped reading
 // means it is gone (per-stream windows bound what honest traffic can queue far below it).
 const DEVICE_MAX_QUEUED = 64 * 1024 * 1024;
-// A client link carries one stream: a window of data plus a little control traffic.
-const CLIENT_MAX_QUEUED = 4 * 1024 * 1024;
+// A client link carries one stream: a window of data plus a little control traffic. The window
+// can grow to MAX_WINDOW, and all of it may wait here for a client slow to read (a busy
+// machine): 4 MiB once closed such a client's 64 MiB transfer mid-way ("the peer stopped
+// reading") after its window had grown past it.
+const CLIENT_MAX_QUEUED = MAX_WINDOW + 1024 * 1024;
 
 /**
  * GET /v1/device: a daemon's link, authenticated by its own credential (by the router) and

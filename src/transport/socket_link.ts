@@ -18,6 +18,7 @@
  * Lifecycle: frames arrive through `onFrame` until `onClose` fires once (BaseLink). `close()`
  * sends a close frame and drops the connection once the peer answers, or after a second.
  */
+import { MAX_WINDOW } from "../protocol/frame.ts";
 import { BaseLink, type FrameLink } from "./link.ts";
 import {
   Assembler,
@@ -65,7 +66,9 @@ const MAX_READ = 256 * 1024; // bulk transfers read this much per call
 const SHRINK_AFTER = 64; // small reads in a row before the buffer shrinks again
 const ZERO_COPY = 4096; // payloads from this size on are views of the read buffer
 const COALESCE = 256 * 1024; // queued frames are joined into writes of up to this
-const DEFAULT_MAX_QUEUED = 16 * 1024 * 1024;
+// A whole stream window (which can grow to MAX_WINDOW) plus control traffic, framing and the
+// scheduler's in-flight data may be queued toward an honest peer that is slow to read.
+const DEFAULT_MAX_QUEUED = MAX_WINDOW + 4 * 1024 * 1024;
 const NUDGE_MS = 2; // well inside the 40 ms delayed-ACK timer, long enough to ride on a reply
 const PONG_BURST = 20; // WebSocket pings answered back to back
 const PONGS_PER_SECOND = 5; // then this many a second; od's own keepalive uses od PINGs
