@@ -119,15 +119,34 @@ Deno.test("kill -9 at 50 random moments of (re)connection never changes a device
   ];
   let beforeOnline = 0;
   let afterOnline = 0;
+  let online = 0; // how long start-up to online takes once enrolled, measured after the first ten
   for (let i = 0; i < 50; i++) {
-    // Random moments from start-up through enrolment, connecting and the first moments online.
+    if (i === 10) {
+      // So that the later moments cover both sides of it however busy the machine is (fixed
+      // ranges once left 4 of 50 kills before online).
+      const timed = new Proc("daemon run (timed)", args);
+      const started = performance.now();
+      await timed.waitFor(/connected to relay/);
+      online = performance.now() - started;
+      timed.signal("SIGKILL");
+      await timed.output();
+    }
+    // Random moments from start-up through enrolment (the first ten, early), then connecting
+    // and the first moments online: every other one before the time online took, the others
+    // up to twice that.
     const proc = new Proc(`daemon run ${i}`, args);
-    await new Promise((r) => setTimeout(r, Math.random() * (i < 10 ? 150 : 400)));
+    const at = i < 10
+      ? Math.random() * 150
+      : i % 2 === 0
+      ? Math.random() * online * 0.8
+      : online * (0.8 + Math.random() * 1.2);
+    await new Promise((r) => setTimeout(r, at));
     proc.signal("SIGKILL");
     const { stderr } = await proc.output();
     if (/connected to relay/.test(stderr)) afterOnline++;
     else beforeOnline++;
   }
+  console.log(`kills: ${beforeOnline} before, ${afterOnline} after`);
   ok(beforeOnline >= 5 && afterOnline >= 5, `kills: ${beforeOnline} before, ${afterOnline} after`);
   const final = await resume(state, relay);
   try {
