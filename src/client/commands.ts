@@ -157,20 +157,27 @@ export async function* devicePages(q: DeviceListing): AsyncGenerator<Device[]> {
   }
   const target = clientTarget(loadClientConfig());
   const size = q.limit ?? PAGE;
-  let after = q.after;
-  while (true) {
+  const fetchPage = (after: string | undefined) => {
     const params = new URLSearchParams({ limit: String(size) });
     if (after !== undefined) params.set("after", after);
     if (q.state !== undefined) params.set("state", q.state);
     for (const f of q.filters) params.append("filter", f);
-    const page = await callApi(target, "GET", `/v1/devices?${params}`)
-      .catch(relayFailure) as Device[];
+    const page = callApi(target, "GET", `/v1/devices?${params}`)
+      .catch(relayFailure) as Promise<Device[]>;
+    page.catch(() => {}); // awaited below; not unhandled if the caller stops early
+    return page;
+  };
+  let next = fetchPage(q.after);
+  while (true) {
+    const page = await next;
+    // A full page means there may be more (a relay without paging sends all at once): ask for
+    // the next one now, so the relay works on it while this one is printed.
+    const more = q.limit === undefined && page.length === size;
+    if (more) next = fetchPage(page.at(-1)!.ref);
     yield page.filter((d) =>
       (q.state === undefined || d.state === q.state) && matches(d.props, filters)
     );
-    // A full page means there may be more; a relay without paging sends all at once.
-    if (q.limit !== undefined || page.length !== size) return;
-    after = page.at(-1)!.ref;
+    if (!more) return;
   }
 }
 
@@ -188,9 +195,9 @@ async function streamJson(pages: AsyncGenerator<Device[]>): Promise<void> {
   let first = true;
   for await (const page of pages) {
     if (page.length === 0) continue;
-    // Same layout as JSON.stringify(all, null, 2), one element at a time.
-    const text = page.map((d) => "  " + JSON.stringify(d, null, 2).replaceAll("\n", "\n  "))
-      .join(",\n");
+    // Same layout as JSON.stringify(all, null, 2), a page at a time: the page's own array
+    // without its brackets.
+    const text = JSON.stringify(page, null, 2).slice(2, -2);
     await write((first ? "[\n" : ",\n") + text);
     first = false;
   }
