@@ -89,7 +89,6 @@ async function gatewayForwards(fleet: LinkFleet, gateway: Sshd) {
   }
 }
 
-/** Figure 1: echo under bulk through od, direct TCP and the ssh -R gateway. */
 /**
  * Waits until the link is idle again: what the previous run's transfer left in the emulator's
  * queue and its sender's socket drains for up to a second after the transfer ends (the ssh -R
@@ -104,6 +103,7 @@ async function quiet(fleet: LinkFleet, idleMs: number) {
   }
 }
 
+/** Figure 1: echo under bulk through od, direct TCP and the ssh -R gateway. */
 async function echoFigures(fleet: LinkFleet, gateway: { echo: number; bulk: number }) {
   const idle = async (echo: () => Promise<{ roundTrip(): Promise<number> } & AsyncDisposable>) => {
     await using e = await echo();

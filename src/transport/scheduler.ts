@@ -259,18 +259,18 @@ export class LinkScheduler {
     // traffic). Its old RTT would keep shrinking the cap (what gets through per round trip,
     // times the old, shorter RTT) down to 16 KiB per round trip, for the ten seconds the old
     // RTT is remembered: take the new RTT and find the rate again.
+    const least = this.rttMs ?? Infinity;
     const excess = (this.#startup ? STARTUP_GAIN : STEADY_GAIN) + 0.75;
     // Only once the cap has shrunk to almost nothing: above that, a delivery rate read high by a
     // noisy round would look like a longer path, and taking its RTT would feed the queue.
     const inflated = loaded && this.#cap <= 2 * MIN_CAP &&
-      roundRtt >= excess * (this.rttMs ?? Infinity);
+      roundRtt >= excess * least;
     this.#inflatedRounds = inflated ? this.#inflatedRounds + 1 : 0;
     if (this.#inflatedRounds >= INFLATED_ROUNDS) {
       this.#rtts = [{ at: performance.now(), rtt: roundRtt }];
       this.#inflatedRounds = 0;
       return this.#restartup(rate);
     }
-    const least = this.rttMs ?? Infinity;
     if (this.#startup && loaded && roundRtt >= least + Math.max(least / 2, QUEUE_SIGNAL_MS)) {
       // A queue of half the path's RTT built up during startup: the pipe is full (HyStart's
       // signal). Waiting for three round trips without more rate instead kept the doubled
