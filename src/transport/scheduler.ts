@@ -13,7 +13,9 @@
  *    found and queues stay short). A cap that still finds a fifth more each round trip goes
  *    back to doubling (its rate was learnt from light traffic), and one shrunk to almost
  *    nothing whose round trips all take twice the path's least RTT takes the new RTT (the path
- *    got longer; the old one would shrink the cap round after round).
+ *    got longer; the old one would shrink the cap round after round). The rate is remembered
+ *    over ten busy round trips within a minute, so the next transfer after an interactive
+ *    pause starts at it instead of doubling up again.
  * 2. The next frame is chosen across streams: control frames, credit and resets first; then a
  *    stream with little queued (a keystroke, a request) before streams with a lot (transfers);
  *    those share fairly among themselves (deficit round robin).
@@ -44,7 +46,12 @@ const ACK_JITTER_MS = 2;
 // a slow link's cap (where a keystroke waits behind it) does not change.
 const BUSY_LAG_MS = 6;
 const BUSY_RATE = 100e6; // bytes per second
-const RATE_WINDOW_ROUNDS = 10; // the delivery rate is the best of the last ten round trips
+// The delivery rate is the best of the last ten busy round trips (that delivered at least
+// MIN_CAP) within a minute: the light traffic of an idle or interactive link advances rounds
+// too, and would otherwise make the link forget its rate seconds after a transfer, so that the
+// next one found it again from 16 KiB (a second on a 200 ms path).
+const RATE_WINDOW_ROUNDS = 10;
+const RATE_MEMORY_MS = 60_000;
 const RTT_WINDOW_MS = 10_000; // the path's RTT is the least seen in ten seconds
 const LIGHT = 16 * 1024; // a stream with at most this much queued goes first
 const QUANTUM = 64 * 1024 + HEADER_SIZE; // a busy stream's turn: one full DATA frame
@@ -70,10 +77,14 @@ interface StreamQueue {
 }
 
 interface RateSample {
+  /** The busy round it was taken in, and when. */
   round: number;
+  at: number;
   rate: number;
   /** Taken while there was less to send than the cap allowed: a lower bound only. */
   appLimited: boolean;
+  /** Its probe went out with nothing held back by the cap: not a measurement under load. */
+  unloaded: boolean;
 }
 
 interface Probe {
@@ -100,8 +111,10 @@ export class LinkScheduler {
   #piece = MAX_DATA;
   #rtts: { at: number; rtt: number }[] = [];
   #rates: RateSample[] = [];
-  #round = 0;
+  #busyRound = 0; // rounds that delivered at least MIN_CAP
   #roundEnd = 0; // the round ends when bytes up to here are acknowledged
+  #roundStartAcked = 0; // bytes acknowledged when the round began
+  #measured = false; // a rate sample taken under load is remembered
   #startup = true;
   #plateauRounds = 0;
   #roundLoaded = false; // the cap held data back during this round
@@ -233,7 +246,13 @@ export class LinkScheduler {
       // A sample taken while the sender had too little to send says little about the path,
       // unless it beats what is known.
       const appLimited = probe.appLimited && rate <= this.rate;
-      this.#rates.push({ round: this.#round, rate, appLimited });
+      this.#rates.push({
+        round: this.#busyRound,
+        at: now,
+        rate,
+        appLimited,
+        unloaded: probe.appLimited,
+      });
     }
     this.#lastAckAt = now;
     if (this.#acked >= this.#roundEnd) this.#nextRound();
@@ -241,12 +260,21 @@ export class LinkScheduler {
   }
 
   #nextRound(): void {
-    this.#round++;
-    this.#roundEnd = this.#sent;
-    while (this.#rates.length > 0 && this.#rates[0].round < this.#round - RATE_WINDOW_ROUNDS) {
-      this.#rates.shift();
-    }
     const loaded = this.#roundLoaded;
+    if (loaded || this.#acked - this.#roundStartAcked >= MIN_CAP) this.#busyRound++;
+    this.#roundEnd = this.#sent;
+    this.#roundStartAcked = this.#acked;
+    const now = performance.now();
+    while (
+      this.#rates.length > 0 &&
+      (this.#rates[0].round < this.#busyRound - RATE_WINDOW_ROUNDS ||
+        now - this.#rates[0].at > RATE_MEMORY_MS)
+    ) this.#rates.shift();
+    const measured = this.#rates.some((r) => !r.unloaded);
+    // The rate measured under load is forgotten: the next transfer starts over, doubling from
+    // the initial cap, as on a new link.
+    if (this.#measured && !measured) this.#restartup(0);
+    this.#measured = measured;
     this.#roundLoaded = false;
     const roundRtt = this.#roundMinRtt;
     this.#roundMinRtt = Infinity;
@@ -313,7 +341,10 @@ export class LinkScheduler {
     const lag = ACK_JITTER_MS + BUSY_LAG_MS * Math.min(1, rate / BUSY_RATE);
     const bdp = (rate * (rtt + lag)) / 1000;
     const gain = this.#startup ? STARTUP_GAIN : STEADY_GAIN;
-    this.#cap = Math.min(MAX_CAP, Math.max(MIN_CAP, gain * bdp));
+    // A rate known only from traffic that never filled the cap (keepalives, keystrokes) says
+    // nothing of the path's capacity: the cap does not fall below the initial one for it.
+    const floor = this.#rates.some((r) => !r.unloaded) ? MIN_CAP : INITIAL_CAP;
+    this.#cap = Math.min(MAX_CAP, Math.max(floor, gain * bdp));
     this.#piece = Math.min(MAX_DATA, Math.max(MIN_PIECE, Math.floor(this.#cap / PIECES_PER_CAP)));
   }
 

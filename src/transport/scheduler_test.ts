@@ -225,3 +225,41 @@ Deno.test("when the path gets longer under a transfer, the cap follows it instea
   scheduler.drop(9);
   close(a, b);
 });
+
+Deno.test("light traffic neither pulls the cap below the initial one nor makes the link forget its rate", async () => {
+  const rate = 10_000_000; // 80 Mbit/s, 20 ms: a bandwidth-delay product of 200 KB
+  const { a, b, scheduler } = setup(20, rate);
+  /** A keystroke every 20 ms for `ms`: many round trips, each with a few bytes. */
+  const typeFor = async (ms: number) => {
+    const from = performance.now();
+    while (performance.now() - from < ms) {
+      scheduler.stream(2, data(2, 100));
+      await idle();
+    }
+  };
+  // Light traffic alone: its delivery rate (a few KB/s) says nothing of the path.
+  await typeFor(1_000);
+  ok(scheduler.rate > 0, "light traffic was measured");
+  ok(scheduler.cap >= 64 * 1024, `the cap fell to ${scheduler.cap} bytes on light traffic`);
+  // A transfer finds the path's rate...
+  let queued = 0;
+  const from = performance.now();
+  while (performance.now() - from < 2_000) {
+    while (queued < 40) {
+      queued++;
+      scheduler.stream(9, data(9, 64 * 1024), () => queued--);
+    }
+    await idle();
+  }
+  const loadedCap = scheduler.cap;
+  ok(loadedCap >= 200_000, `the cap reached ${loadedCap} bytes on a 200 KB path`);
+  scheduler.drop(9);
+  // ...and an interactive session afterwards (far more than ten round trips) keeps it, so the
+  // next transfer starts where this one was instead of doubling up from 16 KiB again.
+  await typeFor(1_500);
+  ok(
+    scheduler.cap >= loadedCap / 2,
+    `after light traffic the cap was ${scheduler.cap} bytes, against ${loadedCap} under load`,
+  );
+  close(a, b);
+});
