@@ -5,7 +5,7 @@
  * shows.
  */
 import { ok } from "node:assert/strict";
-import { od } from "./_harness.ts";
+import { od, Proc } from "./_harness.ts";
 import { type Relay, relaySocket } from "./_fleet.ts";
 import { decodeFrame, encodeControl, type Frame, FrameType } from "../src/protocol/frame.ts";
 
@@ -52,6 +52,58 @@ export async function health(relay: Relay): Promise<number> {
   const ms = performance.now() - started;
   if (res.status !== 200) throw new Error(`health answered ${res.status}`);
   return ms;
+}
+
+/** What a HealthProbe saw. */
+export interface HealthStats {
+  probes: number;
+  /** The slowest answer (ms), and the 99th percentile. */
+  max: number;
+  p99: number;
+  failed: number;
+  /** The probe's lines about slow answers, for a failure message. */
+  log: string;
+}
+
+/**
+ * /v1/health called every 50 ms from its own process (tests/_health_probe.ts), so the test's own
+ * work (building request bodies, sampling memory, its garbage collection) does not count as the
+ * relay's latency. `stop()` ends it and returns what it saw.
+ */
+export class HealthProbe {
+  #proc: Proc;
+  private constructor(proc: Proc) {
+    this.#proc = proc;
+  }
+
+  static async start(relay: Relay): Promise<HealthProbe> {
+    const proc = new Proc("health probe", [
+      "run",
+      "--allow-net",
+      "tests/_health_probe.ts",
+      relay.url,
+    ], { cmd: "deno", stdin: "piped", cwd: new URL("..", import.meta.url).pathname });
+    const deadline = Date.now() + 20_000;
+    while (!/"ready":true/.test(proc.stdout)) {
+      if (Date.now() > deadline) {
+        await proc[Symbol.asyncDispose]();
+        throw new Error(`the health probe never started: ${proc.stderr}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    return new HealthProbe(proc);
+  }
+
+  async stop(): Promise<HealthStats> {
+    await this.#proc.child.stdin.close();
+    const out = await this.#proc.output();
+    const line = out.stdout.trim().split("\n").at(-1)!;
+    return { ...JSON.parse(line), log: out.stderr };
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.#proc[Symbol.asyncDispose]();
+  }
 }
 
 /** Asserts the relay process is still running (not merely that something answers). */

@@ -69,8 +69,11 @@ export function hostileFrame(): Uint8Array {
       return encodeOpen(stream, "ssh", "fuzz");
     case 6: // CONTROL that is not JSON
       return header(FrameType.CONTROL, 1 + rand(100)).map((b, i) => (i < 5 ? b : b | 0x80));
-    default:
-      return randomBytes(1 + rand(200));
+    default: { // random bytes behind a type byte no version knows (a random one is valid 1 in 26)
+      const f = randomBytes(1 + rand(200));
+      f[0] = 0xee;
+      return f;
+    }
   }
 }
 

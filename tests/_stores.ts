@@ -65,7 +65,7 @@ export async function watch(store: Store): Promise<Watch> {
   });
   return {
     changes,
-    async until<T>(pick: (c: StoreChange) => T | undefined, ms = 1000): Promise<T> {
+    async until<T>(pick: (c: StoreChange) => T | undefined, ms = 5000): Promise<T> {
       const deadline = Date.now() + ms;
       let seen = 0;
       while (true) {

@@ -124,12 +124,17 @@ Deno.test("kill -9 at 50 random moments of (re)connection never changes a device
     if (i === 10) {
       // So that the later moments cover both sides of it however busy the machine is (fixed
       // ranges once left 4 of 50 kills before online).
-      const timed = new Proc("daemon run (timed)", args);
-      const started = performance.now();
-      await timed.waitFor(/connected to relay/);
-      online = performance.now() - started;
-      timed.signal("SIGKILL");
-      await timed.output();
+      // The median of three, so one fast or slow start does not place all of them.
+      const times: number[] = [];
+      for (let t = 0; t < 3; t++) {
+        const timed = new Proc("daemon run (timed)", args);
+        const started = performance.now();
+        await timed.waitFor(/connected to relay/);
+        times.push(performance.now() - started);
+        timed.signal("SIGKILL");
+        await timed.output();
+      }
+      online = times.sort((a, b) => a - b)[1];
     }
     // Random moments from start-up through enrolment (the first ten, early), then connecting
     // and the first moments online: every other one before the time online took, the others

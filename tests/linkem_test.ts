@@ -113,7 +113,10 @@ Deno.test("a keystroke on one connection does not queue behind a bulk transfer o
   const worst = Math.max(...times);
   console.log(`under bulk: median ${median(times).toFixed(1)} ms, worst ${worst.toFixed(1)} ms`);
   ok(down.maxQueue >= 90, `the bulk transfer never filled the queue: ${down.maxQueue}`);
-  ok(worst < RTT + LATE_MS, `a keystroke waited ${worst} ms`);
+  // A keystroke queued behind the full 100-packet queue would wait ~60 ms more than the RTT; a
+  // busy machine's scheduling hiccups add a few ms to single samples, not to the median.
+  ok(median(times) < RTT + LATE_MS, `keystrokes took ${median(times)} ms (median)`);
+  ok(worst < RTT + 30, `a keystroke waited ${worst} ms`);
 });
 
 Deno.test("bytes cross unchanged both ways and the half-close follows them", async () => {

@@ -5,7 +5,8 @@
  * throughout, and a tunnel between other parties flowing.
  */
 import { deepStrictEqual as assertEquals, ok } from "node:assert/strict";
-import { Proc, rss, tempDir } from "./_harness.ts";
+import { rss, tempDir } from "./_harness.ts";
+import { HealthProbe } from "./_api.ts";
 import {
   addAccount,
   BackgroundTunnel,
@@ -51,17 +52,7 @@ Deno.test("floods from a key holder leave the relay bounded and serving others",
   });
   const env = clientEnv(relay, keys.clientKey, `${dir}/config`);
   const background = new BackgroundTunnel(env, "edge-1");
-  await using probe = new Proc("health probe", [
-    "run",
-    "--allow-net",
-    "tests/_health_probe.ts",
-    relay.url,
-  ], {
-    cmd: "deno",
-    stdin: "piped",
-    cwd: new URL("..", import.meta.url).pathname,
-  });
-  await eventuallyOutput(probe, /"ready":true/);
+  await using probe = await HealthProbe.start(relay);
   const start = rss(relay.proc.pid);
   const growth = () => rss(relay.proc.pid) - start;
   const tunnelPath = (service: string) => `/v1/tunnel?device=edge-1&service=${service}`;
@@ -127,23 +118,13 @@ Deno.test("floods from a key holder leave the relay bounded and serving others",
   });
 
   await t.step("/v1/health answered within 100 ms throughout; other tunnel intact", async () => {
-    await probe.child.stdin.close();
-    const out = await probe.output();
-    const stats = JSON.parse(out.stdout.trim().split("\n").at(-1)!);
-    assertEquals(stats.failed, 0, out.stdout);
-    ok(stats.probes > 20, out.stdout);
+    const stats = await probe.stop();
+    assertEquals(stats.failed, 0, JSON.stringify(stats));
+    ok(stats.probes > 20, JSON.stringify(stats));
     ok(
       stats.max <= HEALTH_BOUND_MS,
-      `slowest /v1/health took ${Math.round(stats.max)} ms\n${out.stderr}`,
+      `slowest /v1/health took ${Math.round(stats.max)} ms\n${stats.log}`,
     );
     await background.finish();
   });
 });
-
-async function eventuallyOutput(proc: Proc, re: RegExp): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  while (!re.test(proc.stdout)) {
-    if (Date.now() > deadline) throw new Error(`${proc.name} never printed ${re}: ${proc.stderr}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
