@@ -230,11 +230,17 @@ function concat(parts: Uint8Array[], total: number): Uint8Array {
 /** XORs `data` in place with the 4-byte mask, a word at a time where the bytes are aligned. */
 export function maskInPlace(data: Uint8Array, mask: Uint8Array): void {
   let i = 0;
-  if (data.byteOffset % 4 === 0 && data.length >= 16) {
-    const words = new Uint32Array(data.buffer, data.byteOffset, data.length >> 2);
-    const key = new Uint32Array(mask.slice(0, 4).buffer)[0]; // same byte order as the words
+  if (data.length >= 16) {
+    // Bytes up to a 4-byte boundary one by one, then whole words with the mask turned to start
+    // where they do: a payload behind a 14-byte header is never aligned, and byte by byte a
+    // 64 KiB frame took a few percent of a core at 1 Gbit/s.
+    for (; (data.byteOffset + i) % 4 !== 0; i++) data[i] ^= mask[i & 3];
+    const turned = new Uint8Array(4);
+    for (let k = 0; k < 4; k++) turned[k] = mask[(i + k) & 3];
+    const key = new Uint32Array(turned.buffer)[0]; // same byte order as the words
+    const words = new Uint32Array(data.buffer, data.byteOffset + i, (data.length - i) >> 2);
     for (let w = 0; w < words.length; w++) words[w] ^= key;
-    i = words.length << 2;
+    i += words.length << 2;
   }
   for (; i < data.length; i++) data[i] ^= mask[i & 3];
 }

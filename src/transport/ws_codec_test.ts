@@ -6,6 +6,7 @@ import {
   encodeFrame,
   type FrameHeader,
   headerSize,
+  maskInPlace,
   MAX_CLOSE_REASON,
   Opcode,
   parseClosePayload,
@@ -206,4 +207,18 @@ Deno.test("handshake checks: accept key, upgrade headers and subprotocol", async
   req.set("sec-websocket-version", "13");
   req.set("sec-websocket-key", "short");
   assertEquals(upgradeRequestProblem(req), "Sec-WebSocket-Key is not 16 bytes of base64");
+});
+
+Deno.test("maskInPlace masks like RFC 6455's byte rule at every alignment and length", () => {
+  const mask = Uint8Array.of(0x12, 0x9a, 0x5e, 0xf1);
+  for (const length of [0, 1, 3, 15, 16, 17, 31, 64, 1001]) {
+    for (let offset = 0; offset < 8; offset++) {
+      const buf = new Uint8Array(offset + length + 3);
+      for (let i = 0; i < buf.length; i++) buf[i] = (i * 37 + 11) & 255;
+      const expected = buf.slice();
+      for (let i = 0; i < length; i++) expected[offset + i] ^= mask[i % 4];
+      maskInPlace(buf.subarray(offset, offset + length), mask);
+      assertEquals(buf, expected, `length ${length} at offset ${offset}`);
+    }
+  }
 });
