@@ -109,8 +109,12 @@ export class LinkScheduler {
   #cap = INITIAL_CAP;
   /** The largest DATA payload handed over at once (see the module comment), set with the cap. */
   #piece = MAX_DATA;
+  // RTT samples of the last ten seconds, only those no later sample undercuts: ascending, so
+  // the least is the first (a windowed minimum in O(1); a fast link takes ~400 a second).
   #rtts: { at: number; rtt: number }[] = [];
   #rates: RateSample[] = [];
+  #bestRate = 0; // the best sample in #rates that is not app-limited
+  #loadedSamples = 0; // samples in #rates taken under load (not `unloaded`)
   #busyRound = 0; // rounds that delivered at least MIN_CAP
   #roundEnd = 0; // the round ends when bytes up to here are acknowledged
   #roundStartAcked = 0; // bytes acknowledged when the round began
@@ -222,14 +226,12 @@ export class LinkScheduler {
 
   /** The path's round-trip time as measured (ms), or null before the first probe returned. */
   get rttMs(): number | null {
-    return this.#rtts.length === 0 ? null : Math.min(...this.#rtts.map((r) => r.rtt));
+    return this.#rtts.length === 0 ? null : this.#rtts[0].rtt;
   }
 
   /** The best recent delivery rate (bytes per second), or 0 while it is not known. */
   get rate(): number {
-    let best = 0;
-    for (const r of this.#rates) if (!r.appLimited && r.rate > best) best = r.rate;
-    return best;
+    return this.#bestRate;
   }
 
   #onAck(probe: Probe): void {
@@ -237,9 +239,8 @@ export class LinkScheduler {
     const newly = probe.counter - this.#acked;
     if (newly < 0) return;
     this.#acked = probe.counter;
-    this.#rtts.push({ at: now, rtt: now - probe.sentAt });
+    this.#addRtt(now, now - probe.sentAt);
     this.#roundMinRtt = Math.min(this.#roundMinRtt, now - probe.sentAt);
-    while (this.#rtts.length > 1 && now - this.#rtts[0].at > RTT_WINDOW_MS) this.#rtts.shift();
     const interval = now - probe.ackTimeAtSend;
     if (interval > 0) {
       const rate = ((this.#acked - probe.ackedAtSend) * 1000) / interval;
@@ -253,10 +254,19 @@ export class LinkScheduler {
         appLimited,
         unloaded: probe.appLimited,
       });
+      if (!appLimited && rate > this.#bestRate) this.#bestRate = rate;
+      if (!probe.appLimited) this.#loadedSamples++;
     }
     this.#lastAckAt = now;
     if (this.#acked >= this.#roundEnd) this.#nextRound();
     this.#updateCap();
+  }
+
+  /** Adds an RTT sample and forgets those older than the window (keeping the newest). */
+  #addRtt(at: number, rtt: number): void {
+    while (this.#rtts.length > 0 && this.#rtts[this.#rtts.length - 1].rtt >= rtt) this.#rtts.pop();
+    this.#rtts.push({ at, rtt });
+    while (this.#rtts.length > 1 && at - this.#rtts[0].at > RTT_WINDOW_MS) this.#rtts.shift();
   }
 
   #nextRound(): void {
@@ -265,12 +275,22 @@ export class LinkScheduler {
     this.#roundEnd = this.#sent;
     this.#roundStartAcked = this.#acked;
     const now = performance.now();
+    let expired = false;
     while (
       this.#rates.length > 0 &&
       (this.#rates[0].round < this.#busyRound - RATE_WINDOW_ROUNDS ||
         now - this.#rates[0].at > RATE_MEMORY_MS)
-    ) this.#rates.shift();
-    const measured = this.#rates.some((r) => !r.unloaded);
+    ) {
+      if (!this.#rates.shift()!.unloaded) this.#loadedSamples--;
+      expired = true;
+    }
+    if (expired) {
+      this.#bestRate = 0;
+      for (const r of this.#rates) {
+        if (!r.appLimited && r.rate > this.#bestRate) this.#bestRate = r.rate;
+      }
+    }
+    const measured = this.#loadedSamples > 0;
     // The rate measured under load is forgotten: the next transfer starts over, doubling from
     // the initial cap, as on a new link.
     if (this.#measured && !measured) this.#restartup(0);
@@ -295,7 +315,7 @@ export class LinkScheduler {
       roundRtt >= excess * least;
     this.#inflatedRounds = inflated ? this.#inflatedRounds + 1 : 0;
     if (this.#inflatedRounds >= INFLATED_ROUNDS) {
-      this.#rtts = [{ at: performance.now(), rtt: roundRtt }];
+      this.#rtts = [{ at: now, rtt: roundRtt }];
       this.#inflatedRounds = 0;
       return this.#restartup(rate);
     }
@@ -343,7 +363,7 @@ export class LinkScheduler {
     const gain = this.#startup ? STARTUP_GAIN : STEADY_GAIN;
     // A rate known only from traffic that never filled the cap (keepalives, keystrokes) says
     // nothing of the path's capacity: the cap does not fall below the initial one for it.
-    const floor = this.#rates.some((r) => !r.unloaded) ? MIN_CAP : INITIAL_CAP;
+    const floor = this.#loadedSamples > 0 ? MIN_CAP : INITIAL_CAP;
     this.#cap = Math.min(MAX_CAP, Math.max(floor, gain * bdp));
     this.#piece = Math.min(MAX_DATA, Math.max(MIN_PIECE, Math.floor(this.#cap / PIECES_PER_CAP)));
   }
