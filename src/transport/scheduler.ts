@@ -59,8 +59,10 @@ const QUANTUM = 64 * 1024 + HEADER_SIZE; // a busy stream's turn: one full DATA 
 const MAX_PROBES = 16; // outstanding probes; their answers are tiny
 const MIN_PIECE = 4 * 1024; // smallest piece of a DATA frame: ~5 ms at 8 Mbit/s, 0.1% overhead
 const PIECES_PER_CAP = 16; // a piece is at most this share of the cap
-// In startup, a round trip this much (or half the least RTT, if more) above the least says a
-// queue is building: timers and the peers' event loops alone add a few ms on a fast link.
+// In startup, a round trip this much (or an eighth of the least RTT, if more, as HyStart++) above
+// the least says a queue is building: timers and the peers' event loops alone add a few ms on a
+// fast link. Half the RTT, the bound before, let the cap double once more past the pipe: at 20
+// Mbit/s 25 ms each way a new transfer's first keystroke echoes took 130 ms.
 const QUEUE_SIGNAL_MS = 10;
 const INFLATED_ROUNDS = 3; // loaded round trips at twice the least RTT before taking the new one
 
@@ -121,6 +123,7 @@ export class LinkScheduler {
   #roundStartAcked = 0; // bytes acknowledged when the round began
   #measured = false; // a rate sample taken under load is remembered
   #startup = true;
+  #startupCap = 0; // the largest cap of this startup, which it never goes below
   #plateauRounds = 0;
   #roundLoaded = false; // the cap held data back during this round
   #bestStartupRate = 0;
@@ -320,10 +323,10 @@ export class LinkScheduler {
       this.#inflatedRounds = 0;
       return this.#restartup(rate);
     }
-    if (this.#startup && loaded && roundRtt >= least + Math.max(least / 2, QUEUE_SIGNAL_MS)) {
-      // A queue of half the path's RTT built up during startup: the pipe is full (HyStart's
-      // signal). Waiting for three round trips without more rate instead kept the doubled
-      // queue long enough that the first keystrokes of a transfer took three times the RTT.
+    if (this.#startup && loaded && roundRtt >= least + Math.max(least / 8, QUEUE_SIGNAL_MS)) {
+      // A queue built up during startup: the pipe is full (HyStart's signal). Waiting for three
+      // round trips without more rate instead kept the doubled queue long enough that the first
+      // keystrokes of a transfer took three times the RTT.
       this.#startup = false;
     } else if (this.#startup && loaded) {
       // Leave startup once three round trips in a row brought less than a quarter more rate.
@@ -343,6 +346,7 @@ export class LinkScheduler {
   /** Back to doubling each round trip, from what is known now. */
   #restartup(rate: number): void {
     this.#startup = true;
+    this.#startupCap = 0;
     this.#bestStartupRate = rate;
     this.#plateauRounds = 0;
     this.#growthRounds = 0;
@@ -366,6 +370,10 @@ export class LinkScheduler {
     // nothing of the path's capacity: the cap does not fall below the initial one for it.
     const floor = this.#loadedSamples > 0 ? MIN_CAP : INITIAL_CAP;
     this.#cap = Math.min(MAX_CAP, Math.max(floor, gain * bdp));
+    // In startup the cap only grows: a transfer's first probes each confirm a quarter of the
+    // first cap after a whole round trip, and read as rates that would shrink it (to 46 KiB from
+    // the initial 64 KiB on a 200 KB path) just as the transfer began.
+    if (this.#startup) this.#cap = this.#startupCap = Math.max(this.#cap, this.#startupCap);
     this.#piece = Math.min(MAX_DATA, Math.max(MIN_PIECE, Math.floor(this.#cap / PIECES_PER_CAP)));
   }
 
@@ -454,7 +462,14 @@ export class LinkScheduler {
     // Pings and pongs are not counted: otherwise each side's answer to a probe would be new
     // data for the other to probe, and the two would ping-pong forever.
     const type = item.frame[0];
-    if (type !== FrameType.PING && type !== FrameType.PONG) this.#sent += item.frame.length;
+    if (type === FrameType.PING || type === FrameType.PONG) {
+      return this.#link.send(item.frame, item.onSent);
+    }
+    // Bytes on an empty link after a pause: their delivery rate is timed from now, not from the
+    // last acknowledgement before the pause (that made the first sample of a transfer after
+    // seconds of quiet a few KB/s, and the cap fell to its minimum as the transfer began).
+    if (this.#sent === this.#acked) this.#lastAckAt = performance.now();
+    this.#sent += item.frame.length;
     this.#link.send(item.frame, item.onSent);
   }
 

@@ -263,3 +263,29 @@ Deno.test("light traffic neither pulls the cap below the initial one nor makes t
   );
   close(a, b);
 });
+
+Deno.test("a transfer after a quiet spell is timed from its own start, and the cap does not collapse", async () => {
+  const { a, b, scheduler } = setup(20, 10_000_000); // 80 Mbit/s, 20 ms
+  for (let i = 0; i < 30; i++) { // keystrokes: the RTT is known
+    scheduler.stream(2, data(2, 100));
+    await idle();
+  }
+  await new Promise((r) => setTimeout(r, 1_500)); // quiet
+  let queued = 0;
+  let least = Infinity;
+  const from = performance.now();
+  while (performance.now() - from < 500) {
+    while (queued < 40) {
+      queued++;
+      scheduler.stream(9, data(9, 64 * 1024), () => queued--);
+    }
+    least = Math.min(least, scheduler.cap);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  // Timed from the last acknowledgement before the pause, the first sample read a few KB/s
+  // and the cap fell to 16 KiB just as the transfer began.
+  ok(least >= 64 * 1024, `the cap fell to ${least} bytes as the transfer began`);
+  ok(scheduler.cap > 200_000, `the cap grew to ${scheduler.cap} bytes on a 200 KB path`);
+  scheduler.drop(9);
+  close(a, b);
+});
