@@ -34,7 +34,7 @@ const PROBE_TAG = [0x0d, 0x5c]; // first nonce bytes of a probe; keepalive nonce
 const INITIAL_CAP = 64 * 1024; // before anything is measured: ~40 packets
 const MIN_CAP = 16 * 1024; // never less, so a slow link still carries a frame and a probe
 const MAX_CAP = 64 * 1024 * 1024; // a 5 Gbit/s × 100 ms path; beyond, socket buffers rule
-const STARTUP_GAIN = 2.885; // 2/ln 2: doubles the delivery rate each round trip (BBR)
+const STARTUP_GAIN = 2; // doubles what is in flight, and so the delivery rate, each round trip
 const STEADY_GAIN = 1.25; // finds spare capacity; the excess queues at most a quarter RTT
 // Acknowledgements are late by the peers' processing and the timers' granularity, which the
 // path's minimum RTT does not show: the cap allows this much more time's worth of data, so a
@@ -130,6 +130,7 @@ export class LinkScheduler {
   #lastRoundRate = 0; // the delivery rate when the last round ended
   #growthRounds = 0; // loaded rounds in a row that each brought a fifth more rate
   #roundMinRtt = Infinity; // the least RTT sampled during this round
+  #roundSamples = 0; // RTT samples taken during this round
   #inflatedRounds = 0; // loaded rounds in a row whose least RTT was twice the path's
   #capLimited = false;
   #pumping = false;
@@ -245,6 +246,12 @@ export class LinkScheduler {
     this.#acked = probe.counter;
     this.#addRtt(now, now - probe.sentAt);
     this.#roundMinRtt = Math.min(this.#roundMinRtt, now - probe.sentAt);
+    // The startup's queue signal as soon as two samples of this round show it, not at the end
+    // of the round: by then the doubled cap had put another half a pipe into the queue.
+    if (
+      this.#startup && this.#roundLoaded && ++this.#roundSamples >= 2 &&
+      this.#queueBuilt(this.#roundMinRtt)
+    ) this.#startup = false;
     const interval = now - probe.ackTimeAtSend;
     if (interval > 0) {
       const rate = ((this.#acked - probe.ackedAtSend) * 1000) / interval;
@@ -302,12 +309,13 @@ export class LinkScheduler {
     this.#roundLoaded = false;
     const roundRtt = this.#roundMinRtt;
     this.#roundMinRtt = Infinity;
+    this.#roundSamples = 0;
     const rate = this.rate;
     const previousRate = this.#lastRoundRate;
     this.#lastRoundRate = rate;
     // Held back by the cap for round trips in a row that all took twice the path's least RTT
-    // (3.6 times in startup): the cap's own excess queues at most a quarter of a round trip
-    // (1.9 in startup), so the path itself got longer (a new route, a queue filled by other
+    // (2.75 times in startup): the cap's own excess queues at most a quarter of a round trip
+    // (one in startup), so the path itself got longer (a new route, a queue filled by other
     // traffic). Its old RTT would keep shrinking the cap (what gets through per round trip,
     // times the old, shorter RTT) down to 16 KiB per round trip, for the ten seconds the old
     // RTT is remembered: take the new RTT and find the rate again.
@@ -323,7 +331,7 @@ export class LinkScheduler {
       this.#inflatedRounds = 0;
       return this.#restartup(rate);
     }
-    if (this.#startup && loaded && roundRtt >= least + Math.max(least / 8, QUEUE_SIGNAL_MS)) {
+    if (this.#startup && loaded && this.#queueBuilt(roundRtt)) {
       // A queue built up during startup: the pipe is full (HyStart's signal). Waiting for three
       // round trips without more rate instead kept the doubled queue long enough that the first
       // keystrokes of a transfer took three times the RTT.
@@ -341,6 +349,12 @@ export class LinkScheduler {
       this.#growthRounds = rate >= previousRate * 1.2 ? this.#growthRounds + 1 : 0;
       if (this.#growthRounds >= 2) this.#restartup(rate);
     } else this.#growthRounds = 0;
+  }
+
+  /** Whether a round trip this long says a queue is building (HyStart++'s threshold). */
+  #queueBuilt(rtt: number): boolean {
+    const least = this.rttMs ?? Infinity;
+    return rtt >= least + Math.max(least / 8, QUEUE_SIGNAL_MS);
   }
 
   /** Back to doubling each round trip, from what is known now. */

@@ -283,8 +283,10 @@ Deno.test("a transfer after a quiet spell is timed from its own start, and the c
     await new Promise((r) => setTimeout(r, 1));
   }
   // Timed from the last acknowledgement before the pause, the first sample read a few KB/s
-  // and the cap fell to 16 KiB just as the transfer began.
-  ok(least >= 64 * 1024, `the cap fell to ${least} bytes as the transfer began`);
+  // and the cap fell to its 16 KiB minimum just as the transfer began. Now it stays at the
+  // initial 64 KiB; on a busy machine late timers can end startup early, which leaves it at
+  // 1.25 × what the first probes measured, 37 KiB or more.
+  ok(least > 32 * 1024, `the cap fell to ${least} bytes as the transfer began`);
   ok(scheduler.cap > 200_000, `the cap grew to ${scheduler.cap} bytes on a 200 KB path`);
   scheduler.drop(9);
   close(a, b);
