@@ -91,14 +91,28 @@ async function gatewayForwards(fleet: LinkFleet, gateway: Sshd) {
 
 /**
  * Waits until the link is idle again: what the previous run's transfer left in the emulator's
- * queue and its sender's socket drains for up to a second after the transfer ends (the ssh -R
- * gateway's 840 ms of backlog), and the next run's first samples would wait behind it.
+ * queue and its sender's socket drains for a second or more after the transfer ends (the ssh -R
+ * gateway's 840 ms of backlog plus its 2 MiB channel window), and the next run's first samples
+ * would wait behind it. An echo alone does not show it: the emulator serves connections in
+ * turn, so a new connection's echo is quick while another still drains at half the link (od's
+ * first echoes then took up to 111 ms). So: until the link carries almost nothing (under 10 KB
+ * in 100 ms, three times in a row), then until a direct echo is back at its idle time.
  */
 async function quiet(fleet: LinkFleet, idleMs: number) {
+  const deadline = Date.now() + 30_000;
+  const moved = async () => {
+    const { up, down } = await fleet.emu.stats();
+    return up.bytes + down.bytes;
+  };
+  let last = await moved();
+  for (let calm = 0; calm < 3 && Date.now() < deadline;) {
+    await new Promise((r) => setTimeout(r, 100));
+    const now = await moved();
+    calm = now - last < 10_000 ? calm + 1 : 0;
+    last = now;
+  }
   await using echo = await tcpEcho(fleet.emu.ports.echo);
-  let calm = 0;
-  const deadline = Date.now() + 15_000;
-  while (calm < 3 && Date.now() < deadline) {
+  for (let calm = 0; calm < 3 && Date.now() < deadline;) {
     calm = (await echo.roundTrip()) <= idleMs + 5 ? calm + 1 : 0;
   }
 }
