@@ -9,8 +9,8 @@
  *    handed over before it; the peer answers PINGs in order, so its PONG says those bytes have
  *    arrived. The same probes give the round-trip time and the delivery rate, and the cap on
  *    bytes in flight follows their product (BBR's model: a startup that doubles each round
- *    trip until a queue of half the RTT shows, then 1.25 × the estimate, so spare capacity is
- *    found and queues stay short). A cap that still finds a fifth more each round trip goes
+ *    trip until the round trip grows by an eighth, HyStart++'s sign of a queue, then 1.25 ×
+ *    the estimate, so spare capacity is found and queues stay short). A cap that still finds a fifth more each round trip goes
  *    back to doubling (its rate was learnt from light traffic), and one shrunk to almost
  *    nothing whose round trips all take twice the path's least RTT takes the new RTT (the path
  *    got longer; the old one would shrink the cap round after round). The rate is remembered
