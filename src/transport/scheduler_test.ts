@@ -47,6 +47,38 @@ function close(...links: FrameLink[]) {
   for (const l of links) l.close();
 }
 
+/** A bulk transfer on stream 9: 40 frames of 64 KiB kept queued while it is fed. */
+function transfer(scheduler: LinkScheduler) {
+  let queued = 0;
+  const feed = () => {
+    while (queued < 40) {
+      queued++;
+      scheduler.stream(9, data(9, 64 * 1024), () => queued--);
+    }
+  };
+  return {
+    /** Keeps it fed for `ms`, calling `each` after every refill, waiting `turn` between. */
+    async feedFor(ms: number, each?: () => void, turn = idle) {
+      const from = performance.now();
+      while (performance.now() - from < ms) {
+        feed();
+        each?.();
+        await turn();
+      }
+    },
+    stop: () => scheduler.drop(9),
+  };
+}
+
+/** A keystroke (100 bytes on stream 2) every 20 ms for `ms`: many round trips, few bytes. */
+async function typeFor(scheduler: LinkScheduler, ms: number) {
+  const from = performance.now();
+  while (performance.now() - from < ms) {
+    scheduler.stream(2, data(2, 100));
+    await idle();
+  }
+}
+
 Deno.test("control frames and a light stream go ahead of a queued transfer", async () => {
   const { a, b, scheduler, arrived } = setup(5); // a 5 ms path
   for (let i = 0; i < 40; i++) scheduler.stream(1, data(1, 64 * 1024)); // 2.5 MiB of bulk
@@ -191,22 +223,9 @@ Deno.test("on a link measured to be slow a transfer goes in pieces, intact and i
 Deno.test("when the path gets longer under a transfer, the cap follows it instead of collapsing", async () => {
   const rate = 10_000_000; // 80 Mbit/s
   const { a, b, scheduler, arrived, setDelay } = setup(5, rate);
-  let queued = 0;
-  const feed = () => {
-    while (queued < 40) {
-      queued++;
-      scheduler.stream(9, data(9, 64 * 1024), () => queued--);
-    }
-  };
+  const { feedFor, stop } = transfer(scheduler);
   const delivered = () =>
     arrived.filter((f) => f.type === FrameType.DATA).reduce((n, f) => n + f.size, 0);
-  const feedFor = async (ms: number) => {
-    const from = performance.now();
-    while (performance.now() - from < ms) {
-      feed();
-      await idle();
-    }
-  };
   // A short path first: the scheduler learns its RTT and rate.
   await feedFor(2_000);
   ok(scheduler.rttMs! < 50, `measured RTT ${scheduler.rttMs} ms for a 5 ms path`);
@@ -222,41 +241,26 @@ Deno.test("when the path gets longer under a transfer, the cap follows it instea
   // Measured here: 9.5–10.3 MB/s after the change; 0.29 MB/s before it.
   ok(speed >= rate / 4, `${Math.round(speed)} B/s crossed a ${rate} B/s path after it got longer`);
   ok(scheduler.rttMs! >= 100, `the cap uses the path's new RTT (${scheduler.rttMs} ms)`);
-  scheduler.drop(9);
+  stop();
   close(a, b);
 });
 
 Deno.test("light traffic neither pulls the cap below the initial one nor makes the link forget its rate", async () => {
   const rate = 10_000_000; // 80 Mbit/s, 20 ms: a bandwidth-delay product of 200 KB
   const { a, b, scheduler } = setup(20, rate);
-  /** A keystroke every 20 ms for `ms`: many round trips, each with a few bytes. */
-  const typeFor = async (ms: number) => {
-    const from = performance.now();
-    while (performance.now() - from < ms) {
-      scheduler.stream(2, data(2, 100));
-      await idle();
-    }
-  };
+  const bulk = transfer(scheduler);
   // Light traffic alone: its delivery rate (a few KB/s) says nothing of the path.
-  await typeFor(1_000);
+  await typeFor(scheduler, 1_000);
   ok(scheduler.rate > 0, "light traffic was measured");
   ok(scheduler.cap >= 64 * 1024, `the cap fell to ${scheduler.cap} bytes on light traffic`);
   // A transfer finds the path's rate...
-  let queued = 0;
-  const from = performance.now();
-  while (performance.now() - from < 2_000) {
-    while (queued < 40) {
-      queued++;
-      scheduler.stream(9, data(9, 64 * 1024), () => queued--);
-    }
-    await idle();
-  }
+  await bulk.feedFor(2_000);
   const loadedCap = scheduler.cap;
   ok(loadedCap >= 200_000, `the cap reached ${loadedCap} bytes on a 200 KB path`);
-  scheduler.drop(9);
+  bulk.stop();
   // ...and an interactive session afterwards (far more than ten round trips) keeps it, so the
   // next transfer starts where this one was instead of doubling up from 16 KiB again.
-  await typeFor(1_500);
+  await typeFor(scheduler, 1_500);
   ok(
     scheduler.cap >= loadedCap / 2,
     `after light traffic the cap was ${scheduler.cap} bytes, against ${loadedCap} under load`,
@@ -266,28 +270,21 @@ Deno.test("light traffic neither pulls the cap below the initial one nor makes t
 
 Deno.test("a transfer after a quiet spell is timed from its own start, and the cap does not collapse", async () => {
   const { a, b, scheduler } = setup(20, 10_000_000); // 80 Mbit/s, 20 ms
-  for (let i = 0; i < 30; i++) { // keystrokes: the RTT is known
-    scheduler.stream(2, data(2, 100));
-    await idle();
-  }
+  const bulk = transfer(scheduler);
+  await typeFor(scheduler, 600); // keystrokes: the RTT is known
   await new Promise((r) => setTimeout(r, 1_500)); // quiet
-  let queued = 0;
   let least = Infinity;
-  const from = performance.now();
-  while (performance.now() - from < 500) {
-    while (queued < 40) {
-      queued++;
-      scheduler.stream(9, data(9, 64 * 1024), () => queued--);
-    }
-    least = Math.min(least, scheduler.cap);
-    await new Promise((r) => setTimeout(r, 1));
-  }
+  await bulk.feedFor(
+    500,
+    () => (least = Math.min(least, scheduler.cap)),
+    () => new Promise((r) => setTimeout(r, 1)),
+  );
   // Timed from the last acknowledgement before the pause, the first sample read a few KB/s
   // and the cap fell to its 16 KiB minimum just as the transfer began. Now it stays at the
   // initial 64 KiB; on a busy machine late timers can end startup early, which leaves it at
   // 1.25 × what the first probes measured, 37 KiB or more.
   ok(least > 32 * 1024, `the cap fell to ${least} bytes as the transfer began`);
   ok(scheduler.cap > 200_000, `the cap grew to ${scheduler.cap} bytes on a 200 KB path`);
-  scheduler.drop(9);
+  bulk.stop();
   close(a, b);
 });
